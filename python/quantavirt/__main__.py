@@ -1,0 +1,3 @@
+from quantavirt.cli import main
+
+raise SystemExit(main())
