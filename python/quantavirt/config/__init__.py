@@ -1,0 +1,1 @@
+"""The VM configuration language: parsing, defaults, validation (see sizes.py for sizes)."""
