@@ -1,0 +1,59 @@
+/* The block-backend interface: every disk format (raw, qcow2, the PQC-encrypted layer)
+ * implements these operations; virtio-blk and the storage tools use only this. All offsets
+ * and lengths are in bytes; sector-aligned (512) requests are the norm but not required by
+ * the interface. Operations return 0 or a negative QV error code (QV_STR_ERR_*). */
+#ifndef QUANTAVIRT_DISK_H
+#define QUANTAVIRT_DISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum qv_disk_format {
+    QV_DISK_FORMAT_AUTO = 0, /* detect from the image header */
+    QV_DISK_FORMAT_RAW = 1,
+    QV_DISK_FORMAT_QCOW2 = 2,
+    QV_DISK_FORMAT_ENCRYPTED = 3,
+};
+
+enum qv_disk_cache {
+    QV_DISK_CACHE_WRITEBACK = 0,   /* page cache; durable at flush */
+    QV_DISK_CACHE_NONE = 1,        /* O_DIRECT */
+    QV_DISK_CACHE_WRITETHROUGH = 2,/* O_DSYNC */
+    QV_DISK_CACHE_DIRECTSYNC = 3,  /* O_DIRECT | O_DSYNC */
+};
+
+struct qv_disk_options {
+    uint32_t format;   /* enum qv_disk_format */
+    uint32_t cache;    /* enum qv_disk_cache */
+    int readonly;
+    int discard;       /* pass discard requests down (unmap / punch holes) */
+};
+
+struct qv_disk;
+
+struct qv_disk_ops {
+    int (*readv)(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
+    int (*writev)(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
+    int (*flush)(struct qv_disk *disk);
+    int (*discard)(struct qv_disk *disk, uint64_t offset, uint64_t length);
+    int (*write_zeroes)(struct qv_disk *disk, uint64_t offset, uint64_t length);
+    void (*close)(struct qv_disk *disk);
+};
+
+struct qv_disk {
+    const struct qv_disk_ops *ops;
+    uint64_t size;     /* virtual size in bytes */
+    uint32_t format;   /* the format actually opened */
+    int readonly;
+};
+
+/* Open an image; on failure returns a negative code and a message in errbuf. */
+int qv_disk_open(const char *path, const struct qv_disk_options *opts, struct qv_disk **out,
+                 char *errbuf, size_t errlen);
+/* Convenience wrappers over disk->ops (checking bounds and read-only). */
+int qv_disk_read(struct qv_disk *disk, uint64_t offset, void *buf, size_t len);
+int qv_disk_write(struct qv_disk *disk, uint64_t offset, const void *buf, size_t len);
+void qv_disk_close(struct qv_disk *disk);
+
+#endif
