@@ -13,13 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAGMENT = ROOT / "guest-kernel" / "guest-6.1.config"
 
 
-@pytest.fixture(scope="session")
-def guest_kernel_dir() -> Path:
-    out = subprocess.run([str(ROOT / "scripts" / "build-guest-kernel")], check=True,
-                         capture_output=True, text=True, timeout=1800)
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 def test_guest_kernel_has_every_configured_driver_built_in(guest_kernel_dir):
     config = (guest_kernel_dir / ".config").read_text().splitlines()
