@@ -123,7 +123,8 @@ class Node:
         return copy.deepcopy(value)
 
     def _type_error(self, value: Any, path: Path, out: Problems, expected: str) -> Any:
-        out.inval(path, f"expected {expected}, got {json_type(value)} {show(value)}", "type")
+        got = "null" if value is None else f"{json_type(value)} {show(value)}"
+        out.inval(path, f"expected {expected}, got {got}", "type")
         return INVALID
 
 
@@ -248,9 +249,13 @@ class Size(Node):
                       "T suffix, powers of 1024)", "pattern")
             return INVALID
         nbytes = parse_size(value)
-        if not self.minimum <= nbytes <= self.maximum:
-            out.inval(path, f"{show(value)} is out of range {format_size(self.minimum)}.."
-                      f"{format_size(self.maximum)}", "size-range", in_schema=False)
+        if nbytes < self.minimum:
+            out.inval(path, f"{show(value)} is below the minimum ({format_size(self.minimum)})",
+                      "size-range", in_schema=False)
+            return INVALID
+        if nbytes > self.maximum:
+            out.inval(path, f"{show(value)} is above the maximum ({format_size(self.maximum)})",
+                      "size-range", in_schema=False)
             return INVALID
         return value
 
@@ -383,8 +388,9 @@ class Obj(Node):
 
 class Arr(Node):
     def __init__(self, items: Node, *, min_items: int = 0, max_items: int,
-                 unique: bool = False, what: str = "items") -> None:
+                 unique: bool = False, what: str = "items", empty: str | None = None) -> None:
         self.items = items
+        self.empty = empty
         self.min_items = min_items
         self.max_items = max_items
         self.unique = unique
@@ -393,7 +399,9 @@ class Arr(Node):
     def check(self, value: Any, path: Path, out: Problems) -> Any:
         if not isinstance(value, list):
             return self._type_error(value, path, out, "an array")
-        if len(value) < self.min_items:
+        if not value and self.empty:
+            out.inval(path, self.empty, "count")
+        elif len(value) < self.min_items:
             out.inval(path, f"needs at least {self.min_items} {self.what}, got {len(value)}",
                       "count")
         if len(value) > self.max_items:

@@ -268,7 +268,7 @@ USB_DEVICE = Obj(
 
 BOOT = Obj(
     Field("order", Arr(Enum("disk", "cdrom", "network"), min_items=1, max_items=3, unique=True,
-                       what="boot devices"),
+                       what="boot devices", empty="boot order is empty"),
           default=["disk", "cdrom"], doc="Boot device priority"),
     Field("uefi", Bool(), default=False, doc="true = OVMF/UEFI; false = SeaBIOS"),
     Field("secure_boot", Bool(), default=False, doc="UEFI Secure Boot (requires uefi)"),
@@ -348,7 +348,8 @@ VM = Obj(
           default_doc="generated (UUID v4)"),
     Field("cpu", CPU, required=True, doc="vCPU configuration"),
     Field("memory", MEMORY, required=True, doc="RAM configuration"),
-    Field("storage", Arr(DISK, min_items=1, max_items=64, what="storage devices"),
+    Field("storage", Arr(DISK, min_items=1, max_items=64, what="storage devices",
+                         empty="no storage devices configured"),
           required=True, doc="Disk devices"),
     Field("network", Arr(NIC, max_items=16, what="NICs"), default=[], doc="NICs"),
     Field("console", CONSOLE, default=FILL, doc="Serial / virtio console"),
