@@ -8,9 +8,9 @@ import json
 import sys
 from typing import Any
 
+from quantavirt.config.effective import build_effective
 from quantavirt.config.loader import read_config
 from quantavirt.config.validate import find_problems, to_error
-from quantavirt.config.effective import build_effective
 from quantavirt.errors import QVError, QVMultiError
 
 EXIT_OK = 0
