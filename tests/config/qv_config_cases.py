@@ -119,6 +119,7 @@ BAD: list[Bad] = [
     Bad("topology-product", [(("cpu", "topology"), {"sockets": 2, "cores": 4, "threads": 2})],
         "cpu.topology"),
     Bad("topology-indivisible", [(("cpu", "topology"), {"sockets": 3})], "cpu.topology"),
+    Bad("count-131-needs-topology", [(("cpu", "count"), 131)], "cpu.topology"),
     Bad("topology-sockets-9", [(("cpu", "topology"), {"sockets": 9})], "cpu.topology.sockets"),
     Bad("topology-threads-3", [(("cpu", "topology"), {"threads": 3})], "cpu.topology.threads"),
     Bad("topology-cores-0", [(("cpu", "topology"), {"cores": 0})], "cpu.topology.cores"),

@@ -120,3 +120,9 @@ def test_boot_files_and_console_log_directory(home: Path) -> None:
 def test_host_checks_are_optional(home: Path) -> None:
     assert validate(base(), check_host=False)["name"] == "vm1"
     assert ("QV_ERR_NOENT", "storage[0].path") in problems(base())
+
+
+def test_unencodable_and_huge_values(home: Path) -> None:
+    doc = apply(localize(base(), home), [(("storage", 0, "path"), "/\ud800"),
+                                         (("cpu", "count"), 10 ** 5000)])
+    assert problems(doc) == [("QV_ERR_INVAL", "cpu.count"), ("QV_ERR_INVAL", "storage[0].path")]

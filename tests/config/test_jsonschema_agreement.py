@@ -55,7 +55,7 @@ def test_the_gap_cases_are_exercised() -> None:
         _, problems = find_problems(case.doc(), check_host=False)
         if problems and not any(p.in_schema for p in problems):
             covered |= {p.rule for p in problems}
-    assert covered >= set(SCHEMA_GAPS) - {"topology-derive"}
+    assert covered == set(SCHEMA_GAPS)
 
 
 def test_schema_command_prints_the_schema() -> None:

@@ -80,3 +80,17 @@ def test_any_text_parses_or_is_inval(text: str) -> None:
         parse_json(text)
     except QVError as err:
         assert err.name == "QV_ERR_INVAL"
+
+
+PATHS = st.text(max_size=30).map(lambda t: "/" + t) | st.sampled_from(
+    ["/", "/dev/null", "/proc", "/etc/hostname", "/\ud800", "/tmp/\udcff", "/" + "a" * 5000])
+
+
+@given(disk=PATHS, log=PATHS, kernel=PATHS, initrd=PATHS, name=st.sampled_from(["vm1", "lo"]))
+@settings(max_examples=200, deadline=None)
+def test_host_rules_on_any_absolute_path(disk: str, log: str, kernel: str, initrd: str,
+                                         name: str) -> None:
+    doc = {**GOOD["base"], "storage": [{"path": disk}], "console": {"log": log},
+           "boot": {"kernel": kernel, "initrd": initrd},
+           "network": [{"network": name}]}
+    outcome(doc, check_host=True)

@@ -92,7 +92,8 @@ class Is(Cond):
         return any(same(current, v) for v in self.values) != self.negate
 
     def schema(self, node: Any) -> dict[str, Any]:
-        leaf: dict[str, Any] = {"enum": list(self.values)}
+        leaf: dict[str, Any] = {"const": self.values[0]} if len(self.values) == 1 \
+            else {"enum": list(self.values)}
         if self.negate:
             leaf = {"not": leaf}
         return _nest(self.path, leaf, required=not self._absent_result(node))

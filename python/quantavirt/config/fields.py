@@ -152,7 +152,8 @@ class Int(Node):
         if isinstance(value, bool) or not isinstance(value, int):
             return self._type_error(value, path, out, "an integer")
         if not self.minimum <= value <= self.maximum:
-            out.inval(path, f"{value} is out of range {self.minimum}..{self.maximum}", "range")
+            out.inval(path, f"{show(value)} is out of range {self.minimum}..{self.maximum}",
+                      "range")
             return INVALID
         return value
 

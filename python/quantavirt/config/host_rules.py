@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from quantavirt import state
-from quantavirt.config.fields import INVALID, Problems
+from quantavirt.config.fields import INVALID, Problems, show
 from quantavirt.host import HostInfo
 
 
@@ -42,6 +42,10 @@ def _check_disk(path: str, where: tuple[str | int, ...], what: str, out: Problem
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         out.add("QV_ERR_NOENT", where, f"{what} not found: {path}", "host-path")
+        return
+    except ValueError:  # a lone surrogate cannot name a file
+        out.inval(where, f"{what} path {show(path)} cannot be encoded as a file name",
+                  "host-path")
         return
     except OSError as err:
         out.add("QV_ERR_NOENT", where, f"{what} not accessible: {path}: {err.strerror}",
@@ -82,7 +86,8 @@ def check_host_rules(doc: Any, host: HostInfo, *, allow_existing: bool, out: Pro
     log = _get(doc, "console", "log")
     if log is not None and not Path(log).parent.is_dir():
         out.add("QV_ERR_NOENT", ("console", "log"),
-                f"directory of the console log not found: {Path(log).parent}", "host-path")
+                f"directory of the console log not found: {show(str(Path(log).parent))}",
+                "host-path")
     _security(doc, host, out)
     if _get(doc, "pqc", "enabled") and _get(doc, "pqc", "backend") == "quac100" \
             and not host.quac100_devices:
