@@ -12,9 +12,19 @@ import uuid as uuidlib
 from typing import Any
 
 from quantavirt.config.cross_rules import resolve_topology
+from quantavirt.config.fields import Arr, Obj
 from quantavirt.config.model import VM
 
 MAC_PREFIX = "52:54:00"
+
+
+def _ordered(value: dict[str, Any], *path: str) -> dict[str, Any]:
+    """``value`` with its keys in the schema's order for the object (or array items) at path."""
+    node = VM.node_at(path)
+    if isinstance(node, Arr):
+        node = node.items
+    assert isinstance(node, Obj)
+    return {f.name: value[f.name] for f in node.fields if f.name in value}
 
 
 def derived_mac(vm_uuid: str, index: int, taken: set[str]) -> str:
@@ -33,25 +43,22 @@ def build_effective(checked: dict[str, Any]) -> dict[str, Any]:
     """``checked`` is a config that passed validation (absent fields still absent)."""
     eff: dict[str, Any] = VM.effective(checked)
     eff["uuid"] = (eff.get("uuid") or str(uuidlib.uuid4())).lower()
-    eff = {f.name: eff[f.name] for f in VM.fields if f.name in eff}  # schema key order
+    eff = _ordered(eff)
 
     cpu = eff["cpu"]
     topology = resolve_topology(cpu["count"], cpu.get("topology"))
     assert not isinstance(topology, str), topology  # validation rejected it otherwise
     sockets, cores, threads = topology
-    cpu_order = [f.name for f in VM.node_at(("cpu",)).fields]  # type: ignore[attr-defined]
     cpu["topology"] = {"sockets": sockets, "cores": cores, "threads": threads}
     if "pin" in cpu:
         cpu["pin"] = {k: cpu["pin"][k] for k in sorted(cpu["pin"], key=int)}
-    eff["cpu"] = {k: cpu[k] for k in cpu_order if k in cpu}
+    eff["cpu"] = _ordered(cpu, "cpu")
 
     memory = eff["memory"]
     memory.setdefault("max_size", memory["size"])
-    mem_order = [f.name for f in VM.node_at(("memory",)).fields]  # type: ignore[attr-defined]
-    eff["memory"] = {k: memory[k] for k in mem_order if k in memory}
+    eff["memory"] = _ordered(memory, "memory")
 
     disk_defaults = eff["pqc"]["storage_encryption"]
-    disk_order = [f.name for f in VM.node_at(("storage",)).items.fields]  # type: ignore
     for i, disk in enumerate(eff["storage"]):
         if disk["media"] == "cdrom":
             disk["readonly"] = True
@@ -59,9 +66,8 @@ def build_effective(checked: dict[str, Any]) -> dict[str, Any]:
             given = checked["storage"][i].get("encrypted", {})
             disk["encrypted"] = {"kem": given.get("kem", disk_defaults["kem"]),
                                  "aead": given.get("aead", disk_defaults["aead"])}
-        eff["storage"][i] = {k: disk[k] for k in disk_order if k in disk}
+        eff["storage"][i] = _ordered(disk, "storage")
 
-    nic_order = [f.name for f in VM.node_at(("network",)).items.fields]  # type: ignore
     taken = {nic["mac"].lower() for nic in eff["network"] if "mac" in nic}
     for i, nic in enumerate(eff["network"]):
         if "mac" in nic:
@@ -69,7 +75,7 @@ def build_effective(checked: dict[str, Any]) -> dict[str, Any]:
         else:
             nic["mac"] = derived_mac(eff["uuid"], i, taken)
             taken.add(nic["mac"])
-        eff["network"][i] = {k: nic[k] for k in nic_order if k in nic}
+        eff["network"][i] = _ordered(nic, "network")
 
     for usb in eff["usb"]:
         for key in ("vendor_id", "product_id"):
