@@ -42,16 +42,30 @@ def test_any_json_value(doc: Any) -> None:
     outcome(doc, check_host=False)
 
 
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)] + [value]
+    return [value]
+
+
+# Values that occur in valid configs: swapping them around keeps many mutants valid, so the
+# effective-config path is exercised too, not only rejection.
+PLAUSIBLE = st.sampled_from(sorted({json.dumps(v, sort_keys=True) for v in _leaves(GOOD)}))
+REPLACEMENT = PLAUSIBLE.map(json.loads) | JSON
+
+
 def _mutate(data: st.DataObject, doc: Any, depth: int = 0) -> Any:
     """``doc`` with one node replaced, removed, or given an extra key, somewhere inside."""
-    if isinstance(doc, dict) and doc and depth < 6 and data.draw(st.booleans()):
+    if isinstance(doc, dict) and doc and depth < 6 and (depth == 0 or data.draw(st.booleans())):
         key = data.draw(st.sampled_from(sorted(doc)))
         action = data.draw(st.sampled_from(["descend", "replace", "delete", "add"]))
         doc = dict(doc)
         if action == "descend":
             doc[key] = _mutate(data, doc[key], depth + 1)
         elif action == "replace":
-            doc[key] = data.draw(JSON)
+            doc[key] = data.draw(REPLACEMENT)
         elif action == "delete":
             del doc[key]
         else:
@@ -62,7 +76,7 @@ def _mutate(data: st.DataObject, doc: Any, depth: int = 0) -> Any:
         doc = list(doc)
         doc[index] = _mutate(data, doc[index], depth + 1)
         return doc
-    return data.draw(JSON)
+    return data.draw(REPLACEMENT)
 
 
 @given(st.data())
