@@ -39,8 +39,8 @@ def tables_from_rsdp(mem: bytearray) -> dict[str, bytes]:
     xsdt = table(xsdt_addr)
     rsdt = table(rsdt_addr)
     out["XSDT"], out["RSDT"] = xsdt, rsdt
-    x_entries = [struct.unpack_from("<Q", xsdt, 36 + 8 * i)[0] for i in range((len(xsdt) - 36) // 8)]
-    r_entries = [struct.unpack_from("<I", rsdt, 36 + 4 * i)[0] for i in range((len(rsdt) - 36) // 4)]
+    x_entries = [v for (v,) in struct.iter_unpack("<Q", xsdt[36:])]
+    r_entries = [v for (v,) in struct.iter_unpack("<I", rsdt[36:])]
     assert x_entries == r_entries
     for addr in x_entries:
         t = table(addr)
