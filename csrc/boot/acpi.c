@@ -2,7 +2,7 @@
  * 16-byte aligned (the FACS 64-byte aligned), and checksummed last. */
 #include "quantavirt/acpi.h"
 
-#include "boot/aml.h"
+#include "quantavirt/aml.h"
 #include "boot/bytes.h"
 #include "quantavirt/errors.h"
 

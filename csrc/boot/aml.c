@@ -1,5 +1,5 @@
 /* The AML writer (see aml.h). Encodings from the ACPI specification, chapter 20. */
-#include "boot/aml.h"
+#include "quantavirt/aml.h"
 
 #include <string.h>
 
@@ -87,8 +87,10 @@ void qv_aml_name_string(struct qv_aml *a, const char *path)
         while (k < 4)
             segs[nseg][k++] = '_';
         nseg++;
-        if (*p == '.')
-            p++;
+        if (*p == '.' && !*++p) { /* a trailing dot names nothing */
+            a->err = QV_ERR_INVAL;
+            return;
+        }
     }
     if (nseg == 0) {
         qv_aml_byte(a, 0x00); /* NullName */

@@ -24,7 +24,7 @@
 #define QV_ACPI_S5_SLP_TYP 5         /* the guest writes (5 << 10) | (1 << 13) to power off */
 #define QV_ACPI_SCI_IRQ 9
 
-struct qv_aml; /* the AML writer (csrc/boot/aml.h) */
+struct qv_aml; /* the AML writer (quantavirt/aml.h) */
 
 struct qv_acpi_config {
     uint32_t cpu_count;                    /* 1..QV_ACPI_MAX_CPUS */

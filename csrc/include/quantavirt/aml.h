@@ -3,8 +3,8 @@
  * Blocks with a PkgLength (Scope, Device, Method, Package, Buffer) are opened with a *_begin
  * call and closed with qv_aml_end; the length is patched in when the block closes. Errors
  * (buffer full, too deep, bad name) are sticky: check qv_aml_finish once at the end. */
-#ifndef QV_BOOT_AML_H
-#define QV_BOOT_AML_H
+#ifndef QUANTAVIRT_AML_H
+#define QUANTAVIRT_AML_H
 
 #include <stddef.h>
 #include <stdint.h>
