@@ -148,3 +148,61 @@ def build_acpi(mem: Any, layout: MemoryLayout, cpu_count: int,
     rc = lib.qv_acpi_build(_guest(mem), len(mem), layout, cfg, err, _ERRLEN)
     raise_for(rc, err)
     return int(rc)
+
+
+_COMPRESSED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x02\x21\x4c\x18", "lz4"),  # LZ4 legacy frame, what the kernel's lz4 build emits
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+)
+
+
+def bzimage_payload(image: bytes) -> bytes:
+    """The uncompressed vmlinux (an ELF) inside a bzImage, via the header's payload_offset and
+    payload_length (boot protocol 2.08+). Booting it through PVH skips the decompressor.
+    xz, gzip and bzip2 use the standard library; lz4 and zstd need their command-line tools."""
+    import bz2
+    import gzip
+    import lzma
+    import shutil
+    import struct
+    import subprocess
+
+    def bad(msg: str) -> QVError:
+        return QVError("QV_ERR_INVAL", msg, path="boot.kernel")
+
+    if len(image) < 0x250 or image[0x202:0x206] != b"HdrS":
+        raise bad("not a bzImage")
+    if struct.unpack_from("<H", image, 0x206)[0] < 0x0208:
+        raise bad("boot protocol older than 2.08 has no payload fields")
+    setup = ((image[0x1F1] or 4) + 1) * 512
+    off, length = struct.unpack_from("<II", image, 0x248)
+    if setup + off + length > len(image) or length == 0:
+        raise bad("payload_offset/payload_length point outside the file")
+    payload = image[setup + off:setup + off + length]
+    kind = next((k for magic, k in _COMPRESSED_MAGIC if payload.startswith(magic)), None)
+    try:
+        if kind == "xz":
+            out = lzma.LZMADecompressor().decompress(payload)
+        elif kind == "gzip":
+            out = gzip.decompress(payload)
+        elif kind == "bzip2":
+            out = bz2.BZ2Decompressor().decompress(payload)
+        elif kind in ("lz4", "zstd"):
+            tool = shutil.which(kind)
+            if not tool:
+                raise QVError("QV_ERR_NODEV", f"the {kind} tool is needed to unpack this kernel",
+                              path="boot.kernel")
+            # The kernel appends the uncompressed size after the stream; the tools ignore it.
+            run = subprocess.run([tool, "-d", "-c"], input=payload, capture_output=True,
+                                 check=False)
+            out = run.stdout
+        else:
+            raise bad("unknown payload compression")
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise bad(f"corrupt {kind} payload: {e}") from e
+    if not out.startswith(b"\x7fELF"):
+        raise bad("the decompressed payload is not an ELF file")
+    return out

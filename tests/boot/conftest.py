@@ -58,6 +58,19 @@ def stock_kernel() -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def stock_vmlinux(stock_kernel: Path) -> Path:
+    """The uncompressed ELF vmlinux inside the stock bzImage (it carries a PVH note)."""
+    from quantavirt.boot import bzimage_payload
+
+    target = stock_kernel.with_name(stock_kernel.name.replace("vmlinuz", "vmlinux"))
+    if not target.exists():
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(bzimage_payload(stock_kernel.read_bytes()))
+        tmp.rename(target)
+    return target
+
+
 PVH_ASM = r"""
     .code32
     .section .text, "ax"

@@ -209,3 +209,44 @@ def test_wrong_elf_kind(pvh_elf: Path, layout, mem: bytearray) -> None:
     bad = bytearray(img)
     struct.pack_into("<H", bad, 56, 0xFFFF)  # phnum
     _expect_inval(mem, layout, bad, "program header")
+
+
+def test_stock_vmlinux_through_pvh(stock_vmlinux: Path, tmp_path: Path) -> None:
+    """Debian's own kernel, unpacked from its bzImage, boots through its PVH note."""
+    img = stock_vmlinux.read_bytes()
+    ram = 256 * MIB
+    mem = bytearray(ram)
+    layout = boot.memory_layout(ram)
+    (tmp_path / "initrd").write_bytes(b"070701" + os.urandom(4096))
+    st = boot.load_kernel(mem, layout, stock_vmlinux, tmp_path / "initrd", "console=ttyS0")
+    # Find the PVH note ourselves among the kernel's many Xen notes.
+    entry = None
+    for p in phdrs(img):
+        if p.type != 4:
+            continue
+        pos = p.offset
+        while pos + 12 <= p.offset + p.filesz:
+            namesz, descsz, ntype = struct.unpack_from("<III", img, pos)
+            name = img[pos + 12:pos + 12 + namesz]
+            desc_at = pos + 12 + (namesz + 3) // 4 * 4
+            if name == b"Xen\0" and ntype == 18:
+                entry = int.from_bytes(img[desc_at:desc_at + descsz], "little")
+            pos = desc_at + (descsz + 3) // 4 * 4
+    assert entry is not None
+    assert st.rip == entry and st.mode == lib.QV_BOOT_PROT32
+    loads = [p for p in phdrs(img) if p.type == 1]
+    assert len(loads) >= 3
+    for p in loads:
+        assert mem[p.paddr:p.paddr + p.filesz] == img[p.offset:p.offset + p.filesz]
+    assert st.kernel_end == max(p.paddr + p.memsz for p in loads)
+    assert st.initrd_start >= st.kernel_end
+    assert struct.unpack_from("<I", mem, SI)[0] == 0x336EC578
+
+
+def test_bzimage_payload_rejects_lies(stock_kernel: Path) -> None:
+    img = bytearray(stock_kernel.read_bytes()[:1 << 20])
+    with pytest.raises(QVError) as e:
+        boot.bzimage_payload(bytes(img))  # payload runs past the (cut) file
+    assert e.value.path == "boot.kernel"
+    with pytest.raises(QVError):
+        boot.bzimage_payload(b"\x7fELF" + bytes(1000))
