@@ -191,3 +191,23 @@ def test_256_cpus_fit() -> None:
     mem, _ = build(256)
     madt = tables_from_rsdp(mem)["APIC"]
     assert len(madt) > 256 * 8
+
+
+def test_dsdt_runs_in_acpica_interpreter(iasl: str, tmp_path: Path) -> None:
+    """acpiexec (ACPICA's own interpreter, as in the Linux kernel) loads the DSDT and
+    evaluates what a kernel asks for when it powers off and enumerates COM1."""
+    mem, _ = build(2)
+    (tmp_path / "DSDT.dat").write_bytes(tables_from_rsdp(mem)["DSDT"])
+    cmds = "evaluate \\_S5; evaluate \\_SB.COM1._STA; evaluate \\_SB.COM1._CRS; " \
+           "evaluate \\_SB.PCI0._HID"
+    run = subprocess.run(["acpiexec", "-b", cmds, "DSDT.dat"], cwd=tmp_path,
+                         capture_output=True, text=True, check=False, timeout=60)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "AE_" not in out.replace("AE_OK", ""), out
+    s5 = out[out.index("Evaluation of \\_S5"):]
+    assert re.search(r"Contains 4 Elements:\s*\[Integer\] = 0+5\s*\[Integer\] = 0+5", s5)
+    assert re.search(r"COM1._STA returned.*?\[Integer\] = 0+F\b", out, re.S)
+    assert "47 01 F8 03 F8 03 01 08 22 10 00 79" in out  # IO 0x3f8 x8, IRQ 4, end tag
+    assert re.search(r"PCI0._HID returned.*?\[Integer\] = 0+80AD041", out, re.S)  # PNP0A08
+    assert "No outstanding allocations" in out

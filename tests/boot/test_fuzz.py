@@ -3,6 +3,7 @@ must give 0 or a QV error, never an out-of-bounds access or undefined behaviour.
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# More with QV_FUZZ_ITERATIONS=20000 for a long local run.
+ITERATIONS = int(os.environ.get("QV_FUZZ_ITERATIONS", "400"))
 SOURCES = [*sorted((ROOT / "csrc" / "boot").glob("*.c")), ROOT / "csrc" / "core" / "errors.c"]
 
 
@@ -59,7 +62,7 @@ def test_mutated_bzimages(harness: Path, tmp_path: Path, bzimage_factory) -> Non
            0x260]
     rng = random.Random(1234)
     files = []
-    for i in range(400):
+    for i in range(ITERATIONS):
         p = tmp_path / f"bz{i}"
         p.write_bytes(mutate(rng, base, hot))
         files.append(p)
@@ -80,7 +83,7 @@ def test_mutated_elves(harness: Path, tmp_path: Path, pvh_elf: Path) -> None:
     hot += [note, note + 4, note + 8, note + 16]
     rng = random.Random(5678)
     files = []
-    for i in range(400):
+    for i in range(ITERATIONS):
         p = tmp_path / f"elf{i}"
         p.write_bytes(mutate(rng, base, hot))
         files.append(p)
