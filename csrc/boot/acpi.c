@@ -144,7 +144,14 @@ static int build_dsdt(struct builder *b, const struct qv_memory_layout *l,
     }
     qv_aml_end(&a);
 
-    /* \_S5: SLP_TYPa, SLP_TYPb, reserved, reserved. */
+    /* \_S0 (working) and \_S5 (soft off): SLP_TYPa, SLP_TYPb, reserved, reserved. ACPICA
+     * looks \_S0 up when it leaves a sleep state. */
+    qv_aml_name(&a, "\\_S0");
+    qv_aml_package_begin(&a, 4);
+    for (int i = 0; i < 4; i++)
+        qv_aml_integer(&a, 0);
+    qv_aml_end(&a);
+
     uint8_t slp = cfg->s5_slp_typ ? cfg->s5_slp_typ : QV_ACPI_S5_SLP_TYP;
     qv_aml_name(&a, "\\_S5");
     qv_aml_package_begin(&a, 4);

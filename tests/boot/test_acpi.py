@@ -211,3 +211,20 @@ def test_dsdt_runs_in_acpica_interpreter(iasl: str, tmp_path: Path) -> None:
     assert "47 01 F8 03 F8 03 01 08 22 10 00 79" in out  # IO 0x3f8 x8, IRQ 4, end tag
     assert re.search(r"PCI0._HID returned.*?\[Integer\] = 0+80AD041", out, re.S)  # PNP0A08
     assert "No outstanding allocations" in out
+
+
+def test_acpica_sleep_s5(iasl: str, tmp_path: Path) -> None:
+    """ACPICA's own S5 path (what Linux' acpi_power_off runs) over our FADT and DSDT: it finds
+    the PM1 registers and \\_S5 and goes through the sleep sequence without an error."""
+    mem, _ = build(2)
+    tables = tables_from_rsdp(mem)
+    (tmp_path / "FACP.dat").write_bytes(tables["FACP"])
+    (tmp_path / "DSDT.dat").write_bytes(tables["DSDT"])
+    run = subprocess.run(["acpiexec", "-b", "sleep 5", "FACP.dat", "DSDT.dat"], cwd=tmp_path,
+                         capture_output=True, text=True, check=False, timeout=60)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "Register values for sleep state S5: Sleep-A: 05, Sleep-B: 05" in out, out
+    assert "Entering sleep state [S5]" in out
+    assert "Return from sleep (S5)" in out
+    assert "ACPI Error" not in out, out
