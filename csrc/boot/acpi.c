@@ -137,6 +137,20 @@ static int build_dsdt(struct builder *b, const struct qv_memory_layout *l,
         qv_aml_buffer(&a, r.buf, r.len);
         qv_aml_end(&a);
     }
+    if (cfg->ecam && l->ecam_base) {
+        /* Motherboard resource holding the ECAM window: Linux checks MCFG against these. */
+        qv_aml_device_begin(&a, "RES0");
+        qv_aml_name(&a, "_HID");
+        qv_aml_eisaid(&a, "PNP0C02");
+        qv_aml_name(&a, "_UID");
+        qv_aml_integer(&a, 0);
+        struct qv_res r = {0};
+        qv_res_mem32_fixed(&r, (uint32_t)l->ecam_base, (uint32_t)qv_layout_ecam_size(l));
+        qv_res_end(&r);
+        qv_aml_name(&a, "_CRS");
+        qv_aml_buffer(&a, r.buf, r.len);
+        qv_aml_end(&a);
+    }
     if (cfg->dsdt_hook) {
         int rc = cfg->dsdt_hook(&a, cfg->dsdt_hook_opaque);
         if (rc)

@@ -316,6 +316,14 @@ void qv_res_dword_mem(struct qv_res *r, uint32_t min, uint32_t max)
     res_put(r, d, sizeof(d));
 }
 
+void qv_res_mem32_fixed(struct qv_res *r, uint32_t base, uint32_t len)
+{
+    uint8_t d[12] = {0x86, 9, 0, 0x01}; /* Memory32Fixed, read-write */
+    qv_wr32(d + 4, base);
+    qv_wr32(d + 8, len);
+    res_put(r, d, sizeof(d));
+}
+
 void qv_res_end(struct qv_res *r)
 {
     uint8_t d[2] = {0x79, 0}; /* checksum 0: "treat as correct" */

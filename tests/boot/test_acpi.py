@@ -130,6 +130,9 @@ def test_tables_disassemble(iasl: str, tmp_path: Path, cpus: int) -> None:
     assert "Device (PCI0)" in dsdt and 'EisaId ("PNP0A08")' in dsdt
     assert re.search(r"WordBusNumber.*?0x0000,.*?0x0000,.*?0x00FF,", dsdt, re.S)
     assert re.search(r"DWordMemory.*?0xC0000000,.*?0xDFFFFFFF,", dsdt, re.S)
+    # The ECAM window as a motherboard resource, so Linux accepts the MCFG entry.
+    assert 'EisaId ("PNP0C02")' in dsdt
+    assert re.search(r"Memory32Fixed \(ReadWrite,\s*0xE0000000,\s*0x10000000,", dsdt)
 
 
 def test_checksum_check_can_fail(iasl: str, tmp_path: Path) -> None:
@@ -172,7 +175,8 @@ def test_without_pci_and_com1(iasl: str, tmp_path: Path) -> None:
     tables = tables_from_rsdp(mem)
     assert "MCFG" not in tables
     dsdt = disassemble(tmp_path, "DSDT", tables["DSDT"])
-    assert "COM1" not in dsdt and "PCI0" not in dsdt and "\\_S5" in dsdt
+    assert "COM1" not in dsdt and "PCI0" not in dsdt and "PNP0C02" not in dsdt
+    assert "\\_S5" in dsdt
 
 
 def test_bad_configs() -> None:

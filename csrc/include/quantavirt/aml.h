@@ -57,6 +57,7 @@ void qv_res_irq(struct qv_res *r, uint16_t mask);
 void qv_res_word_bus(struct qv_res *r, uint16_t min, uint16_t max);
 void qv_res_word_io(struct qv_res *r, uint16_t min, uint16_t max);
 void qv_res_dword_mem(struct qv_res *r, uint32_t min, uint32_t max);
+void qv_res_mem32_fixed(struct qv_res *r, uint32_t base, uint32_t len);
 /* Closes the template (End Tag); then write it with qv_aml_buffer. */
 void qv_res_end(struct qv_res *r);
 
