@@ -331,13 +331,20 @@ int qv_cpuid_build(const struct qv_cpuid_entry *supported, size_t n_supported,
             want_1f |= fn == 0x1f;
             continue;
         }
+        struct qv_cpuid_entry e = supported[i];
+        /* Normalise what KVM sent: subleaves only where the architecture has them, and one
+         * entry per (leaf, subleaf), so every lookup finds the entry the guest will see. */
+        if (has_subleaves(fn)) {
+            e.flags |= QV_CPUID_FLAG_SIGNIFICANT_INDEX;
+        } else {
+            e.flags &= ~(uint32_t)QV_CPUID_FLAG_SIGNIFICANT_INDEX;
+            e.index = 0;
+        }
+        if (qv_cpuid_find(out, n, e.function, e.index))
+            continue;
         if (n == out_cap)
             goto full;
-        out[n] = supported[i];
-        /* KVM marks subleaf leaves itself; make sure a lookup cannot mix them up. */
-        if (has_subleaves(fn))
-            out[n].flags |= QV_CPUID_FLAG_SIGNIFICANT_INDEX;
-        n++;
+        out[n++] = e;
     }
     if ((want_b && out_cap - n < 3) || (want_1f && out_cap - n < 3 + (want_b ? 3 : 0)))
         goto full;

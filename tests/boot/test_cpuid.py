@@ -294,3 +294,37 @@ def test_without_kvm_list_is_rejected() -> None:
     with pytest.raises(QVError) as e:
         cpuid.build_cpuid([], 0)
     assert e.value.name == "QV_ERR_INVAL"
+
+
+LEAVES = [0x0, 0x1, 0x4, 0x7, 0xB, 0xD, 0x1F, 0x80000000, 0x80000001, 0x80000008, 0x8000001D,
+          0x8000001E]
+
+
+def test_arbitrary_supported_lists_never_break() -> None:
+    """Whatever KVM's reply holds (duplicates, missing leaves, odd vendors), building either
+    succeeds with consistent topology or fails with a QV error."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    u32 = st.integers(0, 0xFFFFFFFF)
+    entry = st.builds(CpuidEntry, st.sampled_from(LEAVES), st.integers(0, 4), st.integers(0, 7),
+                      u32, u32, u32, u32)
+    models = st.sampled_from(["host", *cpuid.model_names()])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(entry, min_size=1, max_size=40), models, st.integers(1, 8),
+           st.integers(1, 128), st.integers(1, 2), st.data())
+    def check(sup: list[CpuidEntry], model: str, sockets: int, cores: int, threads: int,
+              data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, sockets * cores * threads - 1))
+        out = cpuid.build_cpuid(sup, index, model=model, sockets=sockets, cores=cores,
+                                threads=threads)
+        assert len(out) <= len(sup) + 6
+        apic = cpuid.apic_id(sockets, cores, threads, index)
+        for e in out:
+            if e.function == 0x1:
+                assert e.ebx >> 24 == apic & 0xFF
+            if e.function in (0xB, 0x1F):
+                assert e.edx == apic
+
+    check()
