@@ -198,10 +198,9 @@ static int apply_overrides(struct qv_cpuid_entry *e, size_t n, const struct qv_c
             /* The supported list is the truth about what KVM can give this guest. */
             const struct qv_cpuid_entry *l =
                 qv_cpuid_find(supported, n_supported, f->function, f->index);
-            struct qv_cpuid_entry tmp;
-            if (l)
-                tmp = *l;
-            bool offered = l && (*reg_of(&tmp, f->reg) >> f->bit & 1);
+            const uint32_t regs[4] = {l ? l->eax : 0, l ? l->ebx : 0, l ? l->ecx : 0,
+                                      l ? l->edx : 0};
+            bool offered = (regs[f->reg & 3] >> f->bit) & 1;
             if (!offered && strcmp(f->name, "hypervisor") != 0)
                 return qv_fail(QV_ERR_NODEV, errbuf, errlen,
                                "cpu.features[%zu]: KVM on this host does not offer \"%s\"", i,

@@ -245,3 +245,44 @@ def test_memory_buffer_smaller_than_layout(bzimage_factory, layout) -> None:
     with pytest.raises(QVError) as e:
         boot.load_kernel_image(bytearray(64 * MIB), layout, bytes(bzimage_factory()))
     assert e.value.name == "QV_ERR_INVAL"
+
+
+def test_large_guest_initrd_under_initrd_addr_max(stock_kernel: Path, tmp_path: Path) -> None:
+    """6 GiB of RAM: 3 GiB below the PCI hole, 3 GiB above 4 GiB. The initrd still goes below
+    the kernel's initrd_addr_max (2 GiB for Debian's kernel), as high as it may."""
+    import mmap
+
+    ram = 6 << 30
+    layout = boot.memory_layout(ram)
+    assert (layout.low_ram_end, layout.high_ram_size) == (3 << 30, 3 << 30)
+    mem = mmap.mmap(-1, layout.low_ram_end)  # untouched pages cost nothing
+    try:
+        initrd = os.urandom(MIB)
+        (tmp_path / "initrd").write_bytes(initrd)
+        st = boot.load_kernel(mem, layout, stock_kernel, tmp_path / "initrd", "quiet")
+        addr_max = u32(stock_kernel.read_bytes()[:0x300], 0x22C)
+        assert st.initrd_start + st.initrd_size <= addr_max + 1
+        assert addr_max + 1 - (st.initrd_start + st.initrd_size) < 4096
+        assert mem[st.initrd_start:st.initrd_start + MIB] == initrd
+        zp = mem[ZP:ZP + 4096]
+        table = [(u64(zp, 0x2D0 + 20 * i), u64(zp, 0x2D8 + 20 * i), u32(zp, 0x2E0 + 20 * i))
+                 for i in range(zp[0x1E8])]
+        assert table == [
+            (0, 0x9FC00, 1),
+            (0x9FC00, 0x100000 - 0x9FC00, 2),
+            (0x100000, (3 << 30) - 0x100000, 1),
+            (0xE0000000, 1 << 20, 2),  # ECAM for bus 0
+            (1 << 32, 3 << 30, 1),
+        ]
+    finally:
+        mem.close()
+
+
+def test_directory_and_unreadable_paths(layout, mem: bytearray, tmp_path: Path) -> None:
+    with pytest.raises(QVError) as e:
+        boot.load_kernel(mem, layout, tmp_path, None, "")
+    assert e.value.name == "QV_ERR_INVAL" and e.value.path == "boot.kernel"
+    assert "not a regular file" in e.value.message
+    with pytest.raises(QVError) as e:
+        boot.load_kernel(mem, layout, tmp_path / "missing-dir" / "vmlinuz", None, "")
+    assert e.value.name == "QV_ERR_NOENT" and e.value.path == "boot.kernel"
