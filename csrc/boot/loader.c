@@ -219,7 +219,7 @@ int qv_boot_load_kernel(uint8_t *mem, size_t mem_size, const char *kernel_path,
         return rc;
     uint8_t *kbuf = NULL;
     if (ksize > c.window) {
-        rc = qv_fail(QV_ERR_NOMEM, errbuf, errlen,
+        rc = qv_fail(QV_ERR_INVAL, errbuf, errlen,
                      "boot.kernel: %s (%llu bytes) is larger than guest RAM below 4 GiB",
                      kernel_path, (unsigned long long)ksize);
         goto out;

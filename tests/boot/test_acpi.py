@@ -92,6 +92,10 @@ def test_tables_disassemble(iasl: str, tmp_path: Path, cpus: int) -> None:
             continue
         text = disassemble(tmp_path, name, data)
         assert "Incorrect checksum" not in text, name
+        if name == "DSDT":
+            assert 'DefinitionBlock ("", "DSDT"' in text
+        else:
+            assert re.search(rf'Signature : "{name}"', text), name
         assert "Error" not in text or name == "DSDT" and "0 Errors" in text, text
 
     madt = disassemble(tmp_path, "APIC", tables["APIC"])

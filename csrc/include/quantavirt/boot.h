@@ -76,8 +76,9 @@ enum qv_kernel_format {
  * hvm_start_info.rsdp_paddr point to QV_ACPI_RSDP_ADDR: build the tables with qv_acpi_build.
  * Every byte of both files is untrusted. Returns 0, or a negative QV error code with
  * "CONFIG.PATH: message" in errbuf (boot.kernel, boot.initrd or boot.cmdline):
- * QV_ERR_NOENT (file missing), QV_ERR_INVAL (not a loadable kernel, hostile header, command line
- * too long), QV_ERR_NOMEM (kernel or initrd does not fit in guest memory), QV_ERR_IO. */
+ * QV_ERR_NOENT (file missing), QV_ERR_PERM, QV_ERR_INVAL (not a loadable kernel, hostile
+ * header, a kernel that does not fit in guest RAM, command line too long), QV_ERR_NOMEM (the
+ * initrd does not fit between the kernel and its address limit), QV_ERR_IO. */
 int qv_boot_load_kernel(uint8_t *mem, size_t mem_size, const char *kernel_path,
                         const char *initrd_path, const char *cmdline,
                         const struct qv_memory_layout *layout, struct qv_boot_cpu_state *out,
