@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,17 +45,18 @@ def stock_kernel() -> Path:
     if found:
         return found[-1]
     package = _kernel_package()
-    work = cache / "download"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    subprocess.run(["apt-get", "download", "-qq", package], cwd=work, check=True,
-                   capture_output=True)
-    deb = next(work.glob("*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
-    vmlinuz = next((work / "root" / "boot").glob("vmlinuz-*"))
-    target = cache / vmlinuz.name
-    shutil.copyfile(vmlinuz, target)
-    shutil.rmtree(work, ignore_errors=True)
+    # A private work dir and an atomic rename: other checkouts may fill the cache at once.
+    work = Path(tempfile.mkdtemp(dir=cache, prefix="download-"))
+    try:
+        subprocess.run(["apt-get", "download", "-qq", package], cwd=work, check=True,
+                       capture_output=True)
+        deb = next(work.glob("*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
+        vmlinuz = next((work / "root" / "boot").glob("vmlinuz-*"))
+        target = cache / vmlinuz.name
+        os.replace(vmlinuz, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 
@@ -65,9 +67,10 @@ def stock_vmlinux(stock_kernel: Path) -> Path:
 
     target = stock_kernel.with_name(stock_kernel.name.replace("vmlinuz", "vmlinux"))
     if not target.exists():
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(bzimage_payload(stock_kernel.read_bytes()))
-        tmp.rename(target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="vmlinux-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(bzimage_payload(stock_kernel.read_bytes()))
+        os.replace(tmp, target)
     return target
 
 
