@@ -15,7 +15,7 @@ FUZZ_SECONDS = 45
 
 def test_fuzz_virtqueue(tmp_path: Path, c_tests_dir: Path, sanitizer_env: dict[str, str]) -> None:
     clang = shutil.which("clang")
-    assert clang, "clang is missing: scripts/setup installs it (scripts/debian-packages/devices.txt)"
+    assert clang, "clang is missing: scripts/setup installs it (debian-packages/devices.txt)"
     binary = tmp_path / "fuzz_virtqueue"
     build = subprocess.run(
         [clang, "-g", "-O1", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
@@ -43,5 +43,6 @@ def test_fuzz_virtqueue(tmp_path: Path, c_tests_dir: Path, sanitizer_env: dict[s
     assert proc.returncode == 0, log
     assert "ERROR: AddressSanitizer" not in proc.stderr, log
     assert "runtime error" not in proc.stderr, log
-    executed = [line for line in proc.stderr.splitlines() if "stat::number_of_executed_units" in line]
+    executed = [line for line in proc.stderr.splitlines()
+                if "stat::number_of_executed_units" in line]
     assert executed and int(executed[-1].split(":")[-1]) > 10_000, log
