@@ -634,8 +634,10 @@ static void build_config_space(struct qv_virtio_pci *pci)
     put32(c + CAP_MSIX + 8, QV_VIRTIO_PCI_MSIX_PBA_OFFSET);
 
     uint8_t after_isr = dev->config_size ? CAP_DEVICE : CAP_PCICFG;
+    /* 0x3c: the 1.2 layout (queue_notif_config_data and queue_reset read as 0: the
+     * features that give them meaning are not offered) */
     add_vendor_cap(pci, CAP_COMMON, CAP_NOTIFY, 16, QV_VIRTIO_PCI_CAP_COMMON_CFG,
-                   QV_VIRTIO_PCI_COMMON_OFFSET, 0x38);
+                   QV_VIRTIO_PCI_COMMON_OFFSET, 0x3c);
     add_vendor_cap(pci, CAP_NOTIFY, CAP_ISR, 20, QV_VIRTIO_PCI_CAP_NOTIFY_CFG,
                    QV_VIRTIO_PCI_NOTIFY_OFFSET,
                    (uint32_t)dev->num_queues * QV_VIRTIO_PCI_NOTIFY_MULTIPLIER);

@@ -69,7 +69,7 @@ static uint64_t rng_process(struct qv_virtio_device *dev, unsigned int q)
             break;
         uint64_t want = elem.in_len < RNG_MAX_PER_REQUEST ? elem.in_len : RNG_MAX_PER_REQUEST;
         uint32_t n = fill(rng, elem.iov + elem.out_num, elem.in_num, want);
-        rng->bytes += n;
+        __atomic_fetch_add(&rng->bytes, n, __ATOMIC_RELAXED); /* read by other threads */
         if (qv_vq_push(vq, elem.head, n) < 0)
             break;
     }
@@ -104,7 +104,7 @@ struct qv_virtio_device *qv_virtio_rng_device(struct qv_virtio_rng *rng)
 
 uint64_t qv_virtio_rng_bytes(struct qv_virtio_rng *rng)
 {
-    return rng->bytes;
+    return __atomic_load_n(&rng->bytes, __ATOMIC_RELAXED);
 }
 
 void qv_virtio_rng_free(struct qv_virtio_rng *rng)

@@ -22,6 +22,7 @@ PROGRAMS = {
                         "msix_masking_and_intx", "broken_and_reset", "multiqueue",
                         "rate_limits"],
     "test_virtio_devices": ["rng", "console"],
+    "test_virtio_pci_random": [],
 }
 
 
