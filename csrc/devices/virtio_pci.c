@@ -26,6 +26,7 @@
 #define PCI_INT_PIN 0x3d
 
 #define PCI_COMMAND_MEMORY 0x2u
+#define PCI_COMMAND_INTX_DISABLE 0x400u
 #define PCI_STATUS_INTERRUPT 0x08u
 #define PCI_STATUS_CAP_LIST 0x10u
 
@@ -100,7 +101,8 @@ struct qv_virtio_pci {
     struct queue_regs q[QV_VIRTIO_MAX_QUEUES];
 
     uint8_t isr;
-    int intx_level;
+    int intx_level; /* interrupt pending (ISR non-zero while MSI-X is off) */
+    int intx_line;  /* what the intx callback was last told */
     uint16_t nvec;
     struct msix_entry msix[MSIX_MAX_VECTORS];
     uint64_t pba;
@@ -138,17 +140,26 @@ static int msix_function_masked(const struct qv_virtio_pci *pci)
     return get_le(pci->cfg + CAP_MSIX + 2, 2) & MSIX_CTRL_MASKALL;
 }
 
+/* The line follows the interrupt status unless the driver set INTx Disable in the command
+ * register; PCI status bit 3 shows the status either way. */
+static void update_intx_line(struct qv_virtio_pci *pci)
+{
+    int line = pci->intx_level && !(get_le(pci->cfg + PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE);
+    if (line == pci->intx_line)
+        return;
+    pci->intx_line = line;
+    if (pci->cb.intx)
+        pci->cb.intx(pci->cb.opaque, line);
+}
+
 static void set_intx(struct qv_virtio_pci *pci, int level)
 {
-    if (pci->intx_level == level)
-        return;
     pci->intx_level = level;
     if (level)
         pci->cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
     else
         pci->cfg[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTERRUPT;
-    if (pci->cb.intx)
-        pci->cb.intx(pci->cb.opaque, level);
+    update_intx_line(pci);
 }
 
 static void msix_deliver(struct qv_virtio_pci *pci, uint16_t v)
@@ -723,6 +734,8 @@ void qv_virtio_pci_config_write(struct qv_virtio_pci *pci, uint32_t offset, unsi
             set_intx(pci, 0);
         msix_flush_pending(pci); /* function unmask or enable delivers pending vectors */
     }
+    if (offset < PCI_COMMAND + 2 && offset + size > PCI_COMMAND)
+        update_intx_line(pci);
     pthread_mutex_unlock(&pci->lock);
 }
 

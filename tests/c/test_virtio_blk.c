@@ -467,7 +467,13 @@ static void test_msix_masking_and_intx(void)
     CHECK_EQ(bar_rd(&r.d, e1, 4), 0xfee01000u);
     CHECK_EQ(bar_rd(&r.d, e1 + 8, 4), 0x4001);
     CHECK_EQ(bar_rd(&r.d, e1, 8), 0xfee01000u);
-    /* vector NO_VECTOR: no interrupt at all */
+    /* queue vector NO_VECTOR: no interrupt at all */
+    bar_wr(&r.d, r.d.common + 0x16, 2, 0);
+    bar_wr(&r.d, r.d.common + 0x1a, 2, 0xffff);
+    CHECK_EQ(request(&r, 0, QV_VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), 0);
+    CHECK_EQ(r.d.irq.msi[1], before + 2);
+    CHECK_EQ(bar_rd(&r.d, r.d.msix_pba, 8), 0);
+    bar_wr(&r.d, r.d.common + 0x1a, 2, 1);
     /* MSI-X off: INTx and ISR */
     cfg_wr(&r.d, r.d.msix_cap + 2, 2, 0);
     unsigned raises = r.d.irq.intx_raises;
@@ -476,6 +482,12 @@ static void test_msix_masking_and_intx(void)
     CHECK_EQ(r.d.irq.intx, 1);
     CHECK_EQ(r.d.irq.intx_raises, raises + 1);
     CHECK(cfg_rd(&r.d, 0x06, 2) & 0x08); /* PCI status: interrupt pending */
+    /* INTx Disable in the command register lowers the line, the status bit stays */
+    cfg_wr(&r.d, 0x04, 2, 0x6 | 0x400);
+    CHECK_EQ(r.d.irq.intx, 0);
+    CHECK(cfg_rd(&r.d, 0x06, 2) & 0x08);
+    cfg_wr(&r.d, 0x04, 2, 0x6);
+    CHECK_EQ(r.d.irq.intx, 1);
     CHECK_EQ(bar_rd(&r.d, r.d.isr, 1), 1);
     CHECK_EQ(r.d.irq.intx, 0);
     CHECK_EQ(bar_rd(&r.d, r.d.isr, 1), 0); /* read clears */
