@@ -16,6 +16,7 @@ PROGRAMS = {
     "test_virtqueue": ["setup_checks", "chain_and_push", "hostile", "notify_logic",
                        "iov_helpers"],
     "test_virtqueue_random": [],
+    "test_virtqueue_threads": ["threads_flags", "threads_event_idx"],
     "test_virtio_blk": ["config_and_features", "read_write", "read_write_indirect",
                         "scattered", "flush_getid_unsupp", "discard_write_zeroes", "readonly",
                         "out_of_range", "negotiation_failures", "event_idx",
