@@ -781,6 +781,13 @@ uint64_t qv_virtio_pci_process_queue(struct qv_virtio_pci *pci, unsigned int q)
     return deadline;
 }
 
+void qv_virtio_pci_config_changed(struct qv_virtio_pci *pci)
+{
+    pthread_mutex_lock(&pci->lock);
+    device_config_changed(pci);
+    pthread_mutex_unlock(&pci->lock);
+}
+
 uint8_t qv_virtio_pci_status(struct qv_virtio_pci *pci)
 {
     pthread_mutex_lock(&pci->lock);

@@ -1,4 +1,5 @@
 /* virtio-rng and virtio-console through the PCI transport with the test driver. */
+#include "quantavirt/virtio_balloon.h"
 #include "quantavirt/virtio_console.h"
 #include "quantavirt/virtio_rng.h"
 #include "vdriver.h"
@@ -203,10 +204,110 @@ static void test_console(void)
     pass("console");
 }
 
+static void put_stat(uint8_t *p, uint16_t tag, uint64_t val)
+{
+    memcpy(p, &tag, 2);
+    memcpy(p + 2, &val, 8);
+}
+
+static void test_balloon(void)
+{
+    struct fake_ram ram;
+    ram_init(&ram, 0x100000, 1u << 20);
+    struct qv_virtio_balloon *b = qv_virtio_balloon_new(NULL);
+    CHECK(b != NULL);
+    struct vdrv d;
+    vdrv_init(&d, qv_virtio_balloon_device(b), &ram, 4, 1);
+    CHECK_EQ(cfg_rd(&d, 0x02, 2), 0x1045);
+    vdrv_enable_msix(&d);
+    uint64_t f = vdrv_device_features(&d);
+    CHECK(f & F(QV_VIRTIO_BALLOON_F_STATS_VQ));
+    CHECK(!(f & F(QV_VIRTIO_BALLOON_F_DEFLATE_ON_OOM)));
+    CHECK(vdrv_negotiate(&d, F(QV_VIRTIO_F_VERSION_1) | F(QV_VIRTIO_BALLOON_F_STATS_VQ)));
+    bar_wr(&d, d.common + 0x10, 2, 0);
+    for (uint16_t q = 0; q < 3; q++)
+        vdrv_setup_queue(&d, q, 16, (uint16_t)(q + 1));
+    vdrv_driver_ok(&d);
+
+    /* the host sets a target: the driver sees it with a config interrupt */
+    uint8_t gen = (uint8_t)bar_rd(&d, d.common + 0x15, 1);
+    qv_virtio_balloon_set_target(b, 3);
+    qv_virtio_pci_config_changed(d.pci);
+    CHECK_EQ(d.irq.msi[0], 1);
+    CHECK_EQ(bar_rd(&d, d.common + 0x15, 1), (uint8_t)(gen + 1));
+    CHECK_EQ(bar_rd(&d, d.device + 0, 4), 3);
+
+    /* inflate: two contiguous pages, one more, and one PFN outside RAM */
+    uint64_t pages = ram_alloc(&ram, 4 * 4096, 4096);
+    memset(ram_ptr(&ram, pages), 0x77, 4 * 4096);
+    uint64_t pfns_gpa = ram_alloc(&ram, 16, 4);
+    uint32_t pfns[4] = {(uint32_t)(pages >> 12), (uint32_t)(pages >> 12) + 1,
+                        (uint32_t)(pages >> 12) + 3, 0xfffff};
+    memcpy(ram_ptr(&ram, pfns_gpa), pfns, sizeof pfns);
+    struct buf pb = {pfns_gpa, sizeof pfns, 0};
+    vdrv_post(&d, 0, &pb, 1, 0);
+    vdrv_kick(&d, 0);
+    uint16_t id;
+    uint32_t len;
+    CHECK(vdrv_get_used(&d, 0, &id, &len, 1));
+    uint8_t *pg = ram_ptr(&ram, pages);
+    CHECK_EQ(pg[0], 0);            /* discarded: reads back as zero */
+    CHECK_EQ(pg[2 * 4096 - 1], 0);
+    CHECK_EQ(pg[2 * 4096], 0x77);  /* the page not given is intact */
+    CHECK_EQ(pg[3 * 4096], 0);
+    bar_wr(&d, d.device + 4, 4, 3); /* actual */
+    CHECK_EQ(qv_virtio_balloon_actual(b), 3);
+    bar_wr(&d, d.device + 0, 4, 99); /* num_pages is the host's: ignored */
+    CHECK_EQ(bar_rd(&d, d.device + 0, 4), 3);
+    struct qv_virtio_balloon_stats st;
+    qv_virtio_balloon_get_stats(b, &st);
+    CHECK_EQ(st.inflated_pages, 4);
+    CHECK_EQ(st.bad_pfns, 1);
+
+    /* deflate one page back */
+    vdrv_post(&d, 1, &(struct buf){pfns_gpa, 4, 0}, 1, 0);
+    vdrv_kick(&d, 1);
+    CHECK(vdrv_get_used(&d, 1, &id, &len, 1));
+    qv_virtio_balloon_get_stats(b, &st);
+    CHECK_EQ(st.deflated_pages, 1);
+
+    /* statistics: the driver's buffer is held; a request hands it back for a refresh */
+    uint64_t sgpa = ram_alloc(&ram, 30, 8);
+    uint8_t *sb = ram_ptr(&ram, sgpa);
+    put_stat(sb, QV_VIRTIO_BALLOON_S_MEMFREE, 1234);
+    put_stat(sb + 10, QV_VIRTIO_BALLOON_S_MEMTOT, 5678);
+    put_stat(sb + 20, 300, 1); /* unknown tag: ignored */
+    struct buf sbuf = {sgpa, 30, 0};
+    vdrv_post(&d, 2, &sbuf, 1, 0);
+    vdrv_kick(&d, 2);
+    CHECK(!vdrv_get_used(&d, 2, &id, &len, 1));
+    qv_virtio_balloon_get_stats(b, &st);
+    CHECK_EQ(st.updates, 1);
+    CHECK_EQ(st.value[QV_VIRTIO_BALLOON_S_MEMFREE], 1234);
+    CHECK_EQ(st.value[QV_VIRTIO_BALLOON_S_MEMTOT], 5678);
+    CHECK_EQ(st.value[QV_VIRTIO_BALLOON_S_SWAP_IN], UINT64_MAX);
+    unsigned irq_before = d.irq.msi[3];
+    qv_virtio_balloon_request_stats(b);
+    qv_virtio_pci_process_queue(d.pci, QV_VIRTIO_BALLOON_STATSQ);
+    CHECK(vdrv_get_used(&d, 2, &id, &len, 1));
+    CHECK_EQ(d.irq.msi[3], irq_before + 1);
+    put_stat(sb, QV_VIRTIO_BALLOON_S_MEMFREE, 999);
+    vdrv_post(&d, 2, &sbuf, 1, 0);
+    vdrv_kick(&d, 2);
+    qv_virtio_balloon_get_stats(b, &st);
+    CHECK_EQ(st.updates, 2);
+    CHECK_EQ(st.value[QV_VIRTIO_BALLOON_S_MEMFREE], 999);
+    vdrv_fini(&d);
+    qv_virtio_balloon_free(b);
+    ram_free(&ram);
+    pass("balloon");
+}
+
 int main(void)
 {
     test_rng();
     test_console();
+    test_balloon();
     printf("PASS test_virtio_devices\n");
     return 0;
 }

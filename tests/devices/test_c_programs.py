@@ -22,7 +22,7 @@ PROGRAMS = {
                         "out_of_range", "negotiation_failures", "event_idx",
                         "msix_masking_and_intx", "broken_and_reset", "multiqueue",
                         "rate_limits"],
-    "test_virtio_devices": ["rng", "console"],
+    "test_virtio_devices": ["rng", "console", "balloon"],
     "test_virtio_pci_random": [],
 }
 

@@ -81,6 +81,10 @@ int qv_virtio_pci_memory_enabled(struct qv_virtio_pci *pci);
  * (rate limit): call again at or after that time. */
 uint64_t qv_virtio_pci_process_queue(struct qv_virtio_pci *pci, unsigned int q);
 
+/* The device configuration changed (e.g. a new balloon target or disk size): bump
+ * config_generation and send the configuration-change interrupt. */
+void qv_virtio_pci_config_changed(struct qv_virtio_pci *pci);
+
 /* Current device status byte (for tests and monitoring). */
 uint8_t qv_virtio_pci_status(struct qv_virtio_pci *pci);
 
