@@ -1,8 +1,8 @@
 """Bounded libFuzzer runs with ASan and UBSan, guest RAM between PROT_NONE guard pages:
 
 - fuzz_virtqueue: hostile rings against the split virtqueue;
-- fuzz_virtio_pci: a hostile driver programming the virtio-pci transport of a virtio-blk
-  device (registers, RAM, kicks).
+- fuzz_virtio_pci: a hostile driver programming the virtio-pci transport of a virtio-blk,
+  -rng, -console or -balloon device (registers, RAM, kicks).
 
 Each is seeded with inputs of its deterministic random generator (tests/c/test_*_random.c)
 so the fuzzer starts from scenarios that reach the parsing code.
@@ -26,7 +26,8 @@ TARGETS = {
     "fuzz_virtio_pci": ("test_virtio_pci_random",
                         ["csrc/devices/virtqueue.c", "csrc/core/guest_memory.c",
                          "csrc/devices/virtio_pci.c", "csrc/devices/virtio_blk.c",
-                         "csrc/devices/memdisk.c"]),
+                         "csrc/devices/memdisk.c", "csrc/devices/virtio_rng.c",
+                         "csrc/devices/virtio_console.c", "csrc/devices/virtio_balloon.c"]),
 }
 
 

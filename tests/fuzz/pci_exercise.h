@@ -1,5 +1,5 @@
 /* One hostile-driver scenario against the whole device stack: the virtio-pci transport with a
- * virtio-blk device on an in-memory disk. The input is a program of register accesses
+ * virtio-blk device on an in-memory disk (or virtio-rng, -console, -balloon). The input is a program of register accesses
  * (configuration space and BAR 0, any offset, size and value), guest RAM writes, kicks and
  * a "mostly valid bring-up" shortcut so the fuzzer reaches request processing. Shared by
  * fuzz_virtio_pci.c (libFuzzer) and tests/c/test_virtio_pci_random.c (deterministic).
@@ -16,8 +16,11 @@
 #include <unistd.h>
 
 #include "quantavirt/memdisk.h"
+#include "quantavirt/virtio_balloon.h"
 #include "quantavirt/virtio_blk.h"
+#include "quantavirt/virtio_console.h"
 #include "quantavirt/virtio_pci.h"
+#include "quantavirt/virtio_rng.h"
 
 #define PX_RAM_GPA 0x100000ull
 #define PX_RAM_SIZE 0x20000u
@@ -79,6 +82,49 @@ static void px_msi(void *opaque, uint16_t vector, uint64_t addr, uint32_t data)
     if (vector >= 64)
         abort();
     px_msi_count++;
+}
+
+/* Device callbacks: every host range a device hands out must be inside guest RAM. */
+static struct px_ram *px_current_ram;
+
+static void px_check_range(const void *p, uint64_t len)
+{
+    const uint8_t *b = p, *lo = px_current_ram->host;
+    if (b < lo || len > PX_RAM_SIZE || b + len > lo + PX_RAM_SIZE)
+        abort();
+}
+
+static void px_discard(void *opaque, uint64_t gpa, void *host, uint64_t len)
+{
+    (void)opaque;
+    if (gpa < PX_RAM_GPA || gpa - PX_RAM_GPA + len > PX_RAM_SIZE)
+        abort();
+    px_check_range(host, len);
+    memset(host, 0, (size_t)len);
+}
+
+static ssize_t px_entropy(void *opaque, void *buf, size_t len)
+{
+    (void)opaque;
+    memset(buf, 0x42, len);
+    return (ssize_t)len;
+}
+
+static void px_output(void *opaque, const void *buf, size_t len)
+{
+    (void)opaque;
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < len; i++)
+        sink ^= ((const uint8_t *)buf)[i]; /* faults if the device handed out a bad range */
+    (void)sink;
+}
+
+static ssize_t px_input(void *opaque, void *buf, size_t len)
+{
+    (void)opaque;
+    size_t n = len < 5 ? len : 5;
+    memcpy(buf, "input", n);
+    return (ssize_t)n;
 }
 
 /* Statistics for the deterministic test: how far scenarios got. */
@@ -159,6 +205,7 @@ static inline void px_run(struct px_ram *r, const uint8_t *data, size_t len, str
 {
     struct px_in in = {data, len, 0};
     uint8_t setup = px_u8(&in);
+    unsigned kind = setup >> 5; /* 0-4: blk, 5: rng, 6: console, 7: balloon */
     struct qv_virtio_blk_options o = {.num_queues = (uint16_t)(1 + setup % 4),
                                       .queue_size = 32,
                                       .seg_max = 8,
@@ -166,16 +213,37 @@ static inline void px_run(struct px_ram *r, const uint8_t *data, size_t len, str
                                       .discard = (setup >> 3) & 1,
                                       .serial = "fuzz"};
     memset(r->host, 0, PX_RAM_SIZE);
-    struct qv_disk *disk = qv_memdisk_new(PX_DISK_SIZE, 0);
-    struct qv_virtio_blk *blk = disk ? qv_virtio_blk_new(disk, &o) : NULL;
-    if (!blk)
+    px_current_ram = r;
+    struct qv_disk *disk = NULL;
+    struct qv_virtio_blk *blk = NULL;
+    struct qv_virtio_rng *rng = NULL;
+    struct qv_virtio_console *con = NULL;
+    struct qv_virtio_balloon *balloon = NULL;
+    struct qv_virtio_device *dev;
+    if (kind == 5) {
+        rng = qv_virtio_rng_new(px_entropy, NULL);
+        dev = rng ? qv_virtio_rng_device(rng) : NULL;
+    } else if (kind == 6) {
+        struct qv_virtio_console_options co = {.output = px_output, .out_fd = -1, .log_fd = -1,
+                                               .input = px_input};
+        con = qv_virtio_console_new(&co);
+        dev = con ? qv_virtio_console_device(con) : NULL;
+    } else if (kind == 7) {
+        struct qv_virtio_balloon_options bo = {.discard = px_discard};
+        balloon = qv_virtio_balloon_new(&bo);
+        dev = balloon ? qv_virtio_balloon_device(balloon) : NULL;
+    } else {
+        disk = qv_memdisk_new(PX_DISK_SIZE, 0);
+        blk = disk ? qv_virtio_blk_new(disk, &o) : NULL;
+        dev = blk ? qv_virtio_blk_device(blk) : NULL;
+        if (blk && o.readonly)
+            memset(qv_memdisk_data(disk), 0x5a, PX_DISK_SIZE);
+    }
+    if (!dev)
         abort();
-    if (o.readonly)
-        memset(qv_memdisk_data(disk), 0x5a, PX_DISK_SIZE);
     struct qv_virtio_pci_callbacks cb = {.msi = px_msi};
-    uint16_t nq = o.num_queues;
-    struct qv_virtio_pci *pci =
-        qv_virtio_pci_new(qv_virtio_blk_device(blk), &r->mem, (uint16_t)(nq + 1), &cb);
+    uint16_t nq = dev->num_queues;
+    struct qv_virtio_pci *pci = qv_virtio_pci_new(dev, &r->mem, (uint16_t)(nq + 1), &cb);
     if (!pci)
         abort();
     /* MSI-X on with unmasked vectors half the time */
@@ -223,6 +291,11 @@ static inline void px_run(struct px_ram *r, const uint8_t *data, size_t len, str
             px_bringup(pci, &in, nq);
             break;
         case 7:
+            if (balloon && (op & 0x80)) {
+                qv_virtio_balloon_set_target(balloon, px_u16(&in));
+                qv_virtio_pci_config_changed(pci);
+                qv_virtio_balloon_request_stats(balloon);
+            }
             px_post_request(pci, r, &in);
             if (st)
                 st->requests++;
@@ -241,7 +314,7 @@ static inline void px_run(struct px_ram *r, const uint8_t *data, size_t len, str
         if ((status & QV_VIRTIO_STATUS_DRIVER_OK) && !(status & QV_VIRTIO_STATUS_FEATURES_OK))
             abort();
         if (status & QV_VIRTIO_STATUS_FEATURES_OK) {
-            uint64_t f = qv_virtio_blk_device(blk)->features;
+            uint64_t f = dev->features;
             if (!(f >> QV_VIRTIO_F_VERSION_1 & 1) || (f >> 34))
                 abort();
         }
@@ -249,24 +322,30 @@ static inline void px_run(struct px_ram *r, const uint8_t *data, size_t len, str
         seen_reset |= (status & QV_VIRTIO_STATUS_NEEDS_RESET) != 0;
     }
     /* readonly: the disk must never have been written, zeroed or discarded */
-    if (o.readonly) {
+    if (blk && o.readonly) {
         const uint8_t *dd = qv_memdisk_data(disk);
         for (size_t i = 0; i < PX_DISK_SIZE; i++)
             if (dd[i] != 0x5a)
                 abort();
     }
-    if (st) {
+    if (st && blk) {
         struct qv_virtio_blk_stats bs;
         qv_virtio_blk_get_stats(blk, &bs);
         st->completed_ok += bs.rd_ops + bs.wr_ops + bs.flush_ops + bs.get_id_ops +
                             bs.discard_ops + bs.write_zeroes_ops;
         st->completed_err += bs.io_errors + bs.unsupported;
+    }
+    if (st) {
         st->driver_ok += (unsigned long)seen_ok;
         st->needs_reset += (unsigned long)seen_reset;
     }
     qv_virtio_pci_free(pci);
     qv_virtio_blk_free(blk);
-    disk->ops->close(disk);
+    qv_virtio_rng_free(rng);
+    qv_virtio_console_free(con);
+    qv_virtio_balloon_free(balloon);
+    if (disk)
+        disk->ops->close(disk);
 }
 
 #endif
