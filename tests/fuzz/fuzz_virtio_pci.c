@@ -1,5 +1,5 @@
-/* libFuzzer target: a hostile driver programming the virtio-pci transport of a virtio-blk
- * device (see pci_exercise.h). Built by tests/devices/test_fuzz.py. */
+/* libFuzzer target: a hostile driver programming the virtio-pci transport of a virtio-blk,
+ * -rng, -console or -balloon device (see pci_exercise.h). Built by tests/devices/test_fuzz.py. */
 #include <stddef.h>
 #include <stdint.h>
 
