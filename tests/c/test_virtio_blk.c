@@ -144,6 +144,18 @@ static void test_config_and_features(void)
     cfg_wr(&r.d, r.d.pcicfg_cap + 8, 4, r.d.device);
     cfg_wr(&r.d, r.d.pcicfg_cap + 12, 4, 4);
     CHECK_EQ(cfg_rd(&r.d, r.d.pcicfg_cap + 16, 4), DISK_BYTES / 512);
+    /* bad construction arguments are refused, not half-built */
+    struct qv_virtio_pci_callbacks cb = {0};
+    CHECK(qv_virtio_pci_new(qv_virtio_blk_device(r.blk), &r.ram.mem, 0, &cb) == NULL);
+    CHECK(qv_virtio_pci_new(qv_virtio_blk_device(r.blk), &r.ram.mem, 65, &cb) == NULL);
+    CHECK(qv_virtio_pci_new(NULL, &r.ram.mem, 2, &cb) == NULL);
+    struct qv_virtio_blk_options bad_size = {.queue_size = 48};
+    CHECK(qv_virtio_blk_new(r.disk, &bad_size) == NULL);
+    struct qv_virtio_blk_options bad_serial = {.serial = "123456789012345678901"};
+    CHECK(qv_virtio_blk_new(r.disk, &bad_serial) == NULL);
+    struct qv_virtio_blk_options bad_queues = {.num_queues = 65};
+    CHECK(qv_virtio_blk_new(r.disk, &bad_queues) == NULL);
+    CHECK(qv_virtio_blk_new(NULL, NULL) == NULL);
     rig_down(&r);
     pass("config_and_features");
 }
