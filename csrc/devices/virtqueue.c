@@ -117,7 +117,22 @@ int qv_vq_setup(struct qv_virtqueue *vq, const struct qv_guest_memory *mem, uint
     return 0;
 }
 
-/* Append one descriptor's buffer to elem, enforcing readable-before-writable. */
+/* How many bytes from gpa (at most len) lie in the one guest RAM region holding gpa; 0 when
+ * gpa is not guest RAM. The translation itself is always done by qv_guest_ptr. */
+static uint64_t region_span(const struct qv_guest_memory *mem, uint64_t gpa, uint64_t len)
+{
+    for (unsigned int i = 0; i < mem->nregions && i < QV_GUEST_MEMORY_MAX_REGIONS; i++) {
+        const struct qv_guest_region *r = &mem->regions[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+            uint64_t room = r->size - (gpa - r->gpa);
+            return len < room ? len : room;
+        }
+    }
+    return 0;
+}
+
+/* Append one descriptor's buffer to elem, enforcing readable-before-writable. A buffer that
+ * crosses from one RAM region into an adjacent one becomes one iovec per region. */
 static int add_buffer(struct qv_virtqueue *vq, struct qv_vq_elem *elem, const struct desc *d)
 {
     bool writable = d->flags & QV_VRING_DESC_F_WRITE;
@@ -125,21 +140,30 @@ static int add_buffer(struct qv_virtqueue *vq, struct qv_vq_elem *elem, const st
         return fail(vq, QV_VQ_ERR_ORDER);
     if (d->len == 0)
         return 0; /* nothing to transfer; an empty buffer is legal and ignored */
-    void *host = qv_guest_ptr(vq->mem, d->addr, d->len);
-    if (!host)
+    if (d->addr > UINT64_MAX - d->len) /* a range wrapping around 2^64 */
         return fail(vq, QV_VQ_ERR_DESC_ADDR);
-    unsigned int n = elem->out_num + elem->in_num;
-    if (n >= elem->iov_cap)
-        return fail(vq, QV_VQ_ERR_IOV);
-    elem->iov[n].iov_base = host;
-    elem->iov[n].iov_len = d->len;
-    if (writable) {
-        elem->in_num++;
-        elem->in_len += d->len;
-    } else {
-        elem->out_num++;
-        elem->out_len += d->len;
+    uint64_t gpa = d->addr, left = d->len;
+    while (left > 0) {
+        uint64_t chunk = region_span(vq->mem, gpa, left);
+        void *host = chunk ? qv_guest_ptr(vq->mem, gpa, chunk) : NULL;
+        if (!host)
+            return fail(vq, QV_VQ_ERR_DESC_ADDR);
+        unsigned int n = elem->out_num + elem->in_num;
+        if (n >= elem->iov_cap)
+            return fail(vq, QV_VQ_ERR_IOV);
+        elem->iov[n].iov_base = host;
+        elem->iov[n].iov_len = (size_t)chunk;
+        if (writable)
+            elem->in_num++;
+        else
+            elem->out_num++;
+        gpa += chunk;
+        left -= chunk;
     }
+    if (writable)
+        elem->in_len += d->len;
+    else
+        elem->out_len += d->len;
     return 0;
 }
 

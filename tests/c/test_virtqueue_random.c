@@ -33,7 +33,8 @@ static size_t make_input(void)
     unsigned log2 = 1 + next_rand() % 8; /* 2..256 entries */
     buf[p++] = (uint8_t)log2;
     buf[p++] = (uint8_t)(next_rand() & 3);
-    buf[p++] = (uint8_t)((next_rand() % 8 == 0) ? 1 : 2); /* mostly steered descriptors */
+    /* mostly steered descriptors; a third of the runs with RAM as two adjacent regions */
+    buf[p++] = (uint8_t)(((next_rand() % 8 == 0) ? 1 : 2) | (next_rand() % 3 == 0 ? 4 : 0));
     if (buf[2] & 1) {
         put16(&p, (uint16_t)next_rand());
         put16(&p, (uint16_t)next_rand());

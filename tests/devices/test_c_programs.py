@@ -14,7 +14,7 @@ import pytest
 
 PROGRAMS = {
     "test_virtqueue": ["setup_checks", "chain_and_push", "hostile", "notify_logic",
-                       "iov_helpers"],
+                       "iov_helpers", "adjacent_regions"],
     "test_virtqueue_random": [],
     "test_virtqueue_threads": ["threads_flags", "threads_event_idx"],
     "test_virtio_blk": ["config_and_features", "read_write", "read_write_indirect",

@@ -102,6 +102,17 @@ static inline unsigned vqx_run(struct vqx_ram *r, const uint8_t *data, size_t le
         avail = VQX_RAM_GPA + (uint64_t)vqx_u16(&in) * 2 - 0x100;
         used = VQX_RAM_GPA + (uint64_t)vqx_u16(&in) * 2 - 0x100;
     }
+    /* sometimes the same RAM as two adjacent regions, so buffers get split at the seam */
+    if (mode & 4) {
+        r->mem.nregions = 2;
+        r->mem.regions[0].size = VQX_RAM_SIZE / 2;
+        r->mem.regions[1] = (struct qv_guest_region){.gpa = VQX_RAM_GPA + VQX_RAM_SIZE / 2,
+                                                     .size = VQX_RAM_SIZE / 2,
+                                                     .host = r->host + VQX_RAM_SIZE / 2};
+    } else {
+        r->mem.nregions = 1;
+        r->mem.regions[0].size = VQX_RAM_SIZE;
+    }
     /* RAM content from the input (the rest stays zero) */
     memset(r->host, 0, VQX_RAM_SIZE);
     size_t ram_bytes = vqx_u16(&in);
