@@ -69,7 +69,7 @@ class Disk:
         err = ffi.new("char[512]")
         rc = lib.qv_disk_open(self.path.encode(), opts, out, err, len(err))
         if rc != 0:
-            raise QVError(rc, c_string(err) or None, path=self.path)
+            raise QVError(rc, c_string(err) or f"{self.path}: cannot open")
         self._disk = out[0]
 
     @property
