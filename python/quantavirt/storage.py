@@ -100,6 +100,11 @@ class Disk:
         self._check(lib.qv_disk_read(disk, offset, buf, length))
         return bytes(ffi.buffer(buf, length))
 
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
+        """Fill a writable buffer from offset (no allocation: for hot loops)."""
+        view = memoryview(buffer)
+        self._check(lib.qv_disk_read(self._live(), offset, ffi.from_buffer(view), view.nbytes))
+
     def write(self, offset: int, data: bytes) -> None:
         disk = self._live()
         self._check(lib.qv_disk_write(disk, offset, ffi.from_buffer(data), len(data)))
