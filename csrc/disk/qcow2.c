@@ -292,6 +292,10 @@ static int write_in_cluster(struct qcow2 *q, uint64_t pos, const struct iovec *i
         }
     }
     if (m.kind == QCOW2_NORMAL && m.copied) {
+        if (qcow2_set_has(&q->l2_tables, m.host) || qcow2_set_has(&q->refblocks, m.host))
+            return qcow2_corrupt(q, "data cluster for guest offset %llu overlaps metadata "
+                                    "(%#llx); refusing to write",
+                                 (unsigned long long)pos, (unsigned long long)m.host);
         if (iov)
             return data_io(q, 1, m.host + in, iov, iovcnt, skip, len);
         memset(q->cow, 0, len);
@@ -432,6 +436,8 @@ static void qcow2_free(struct qcow2 *q)
         close(q->dfd);
     qcow2_cache_free(&q->l2_cache);
     qcow2_cache_free(&q->rb_cache);
+    qcow2_set_free(&q->l2_tables);
+    qcow2_set_free(&q->refblocks);
     pthread_mutex_destroy(&q->lock);
     free(q->l1);
     free(q->rt);
@@ -769,6 +775,18 @@ int qv_qcow2_open(const char *path, const struct qv_disk_options *opts,
                                           "beyond the end of the file",
                       path, (unsigned long long)i, (unsigned long long)e);
     }
+
+    /* Where the metadata lives, so guest writes can never be aimed at it. */
+    for (uint32_t i = 0; i < q->l1_size; i++) {
+        uint64_t off = q->l1[i] & QCOW2_OFFSET_MASK;
+        if (off && qcow2_set_append(&q->l2_tables, off))
+            OPEN_FAIL(QV_ERR_NOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < q->rt_entries; i++)
+        if (q->rt[i] && qcow2_set_append(&q->refblocks, q->rt[i]))
+            OPEN_FAIL(QV_ERR_NOMEM, "out of memory");
+    qcow2_set_finish(&q->l2_tables);
+    qcow2_set_finish(&q->refblocks);
 
     if (backing_off || backing_len) {
         if (backing_len == 0 || backing_len > 1023 || backing_off < 72 ||

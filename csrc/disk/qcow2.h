@@ -54,6 +54,13 @@ struct qcow2_map {
     int copied;          /* refcount known to be exactly 1 */
 };
 
+/* A sorted set of host cluster offsets (the image's L2 tables, its refcount blocks), so that
+ * a hostile image cannot make guest data writes land on metadata. */
+struct qcow2_offset_set {
+    uint64_t *v;
+    size_t n, cap;
+};
+
 struct qcow2 {
     struct qv_disk base;
     char *path;
@@ -88,6 +95,9 @@ struct qcow2 {
     int refcount_depth; /* recursion guard for refcount-block allocation */
     int growing;        /* refcount table growth in progress */
     int written;
+
+    struct qcow2_offset_set l2_tables;
+    struct qcow2_offset_set refblocks;
 
     struct qcow2_cache l2_cache;
     struct qcow2_cache rb_cache;
@@ -128,6 +138,13 @@ static inline void qcow2_put_be32(uint8_t *p, uint32_t v)
     for (int i = 3; i >= 0; i--, v >>= 8)
         p[i] = (uint8_t)v;
 }
+
+int qcow2_set_add(struct qcow2_offset_set *s, uint64_t off);
+int qcow2_set_has(const struct qcow2_offset_set *s, uint64_t off);
+/* Sort and deduplicate after bulk appends with qcow2_set_append. */
+int qcow2_set_append(struct qcow2_offset_set *s, uint64_t off);
+void qcow2_set_finish(struct qcow2_offset_set *s);
+void qcow2_set_free(struct qcow2_offset_set *s);
 
 int qcow2_corrupt(struct qcow2 *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qcow2_meta_read(struct qcow2 *q, uint64_t off, void *buf, size_t len);

@@ -56,6 +56,79 @@ int qcow2_barrier(struct qcow2 *q)
     return 0;
 }
 
+/* ---- offset sets ---- */
+
+int qcow2_set_append(struct qcow2_offset_set *s, uint64_t off)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        uint64_t *v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return QV_ERR_NOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = off;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void qcow2_set_finish(struct qcow2_offset_set *s)
+{
+    size_t out = 0;
+    if (!s->n)
+        return;
+    qsort(s->v, s->n, sizeof(*s->v), cmp_u64);
+    for (size_t i = 0; i < s->n; i++)
+        if (out == 0 || s->v[out - 1] != s->v[i])
+            s->v[out++] = s->v[i];
+    s->n = out;
+}
+
+/* Index of the first element >= off. */
+static size_t set_lower(const struct qcow2_offset_set *s, uint64_t off)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid] < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int qcow2_set_has(const struct qcow2_offset_set *s, uint64_t off)
+{
+    size_t i = set_lower(s, off);
+    return i < s->n && s->v[i] == off;
+}
+
+int qcow2_set_add(struct qcow2_offset_set *s, uint64_t off)
+{
+    size_t i = set_lower(s, off);
+    if (i < s->n && s->v[i] == off)
+        return 0;
+    if (qcow2_set_append(s, off))
+        return QV_ERR_NOMEM;
+    memmove(s->v + i + 1, s->v + i, (s->n - 1 - i) * sizeof(*s->v));
+    s->v[i] = off;
+    return 0;
+}
+
+void qcow2_set_free(struct qcow2_offset_set *s)
+{
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
 /* ---- table cache ---- */
 
 void qcow2_cache_free(struct qcow2_cache *c)
@@ -253,6 +326,8 @@ static int new_refblock(struct qcow2 *q, uint64_t index, uint64_t *out)
     }
     if ((rc = qcow2_meta_write(q, off, t, q->cluster_size)))
         return rc;
+    if (qcow2_set_add(&q->refblocks, off))
+        return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
     q->rt[index] = off;
     qcow2_put_be64(be, off);
     if ((rc = qcow2_meta_write(q, q->rt_offset + index * 8, be, 8)))
@@ -448,6 +523,8 @@ int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
             return rc;
         if ((rc = cache_get(q, &q->l2_cache, off, 1, table)))
             return rc;
+        if (qcow2_set_add(&q->l2_tables, off))
+            return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
         /* The empty table is on disk before the L1 entry points at it. */
         if ((rc = qcow2_meta_write(q, off, *table, q->cluster_size)))
             return rc;
@@ -460,6 +537,9 @@ int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
     }
     if ((rc = qcow2_check_cluster(q, off, "L2 table", guest)))
         return rc;
+    if (alloc && qcow2_set_has(&q->refblocks, off))
+        return qcow2_corrupt(q, "L2 table for guest offset %llu is a refcount block (%#llx)",
+                             (unsigned long long)guest, (unsigned long long)off);
     if (alloc && !(e & QCOW2_OFLAG_COPIED)) {
         /* Without COPIED the table may be shared with a snapshot: only write it when its
          * refcount shows it is not (then record that with the flag). */

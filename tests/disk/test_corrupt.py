@@ -146,13 +146,22 @@ def test_unknown_feature_named_from_table(tmp_path: Path) -> None:
     _expect(image, "QV_STR_ERR_NOTSUP", "extended L2 entries")
 
 
-def test_l2_loop_onto_itself_is_harmless(tmp_path: Path) -> None:
-    """An L2 entry pointing at its own L2 table: reads return bytes, never crash."""
+def test_data_cluster_onto_metadata_is_never_written(tmp_path: Path) -> None:
+    """An L2 entry pointing at its own L2 table (or a refcount block): reads return bytes, a
+    write is refused, and the metadata is untouched."""
     image = _image(tmp_path)
     l2 = _l2_offset(image)
+    rb = struct.unpack_from(">Q", image.read_bytes(), CS)[0]
     _patch(image, l2 + 8, struct.pack(">Q", (1 << 63) | l2))
+    _patch(image, l2 + 16, struct.pack(">Q", (1 << 63) | rb))
+    before = image.read_bytes()
     with open_disk(image) as disk:
-        assert len(disk.read(CS, CS)) == CS
+        assert len(disk.read(CS, 2 * CS)) == 2 * CS
+        for guest in (CS, 2 * CS):
+            with pytest.raises(QVError) as err:
+                disk.write(guest + 10, b"overwrite metadata" * 10)
+            assert err.value.name == "QV_STR_ERR_CORRUPT" and "metadata" in err.value.message
+    assert image.read_bytes() == before
 
 
 _VALID: dict[str, bytes] = {}
