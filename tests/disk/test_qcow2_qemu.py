@@ -3,6 +3,7 @@ by qemu-img check and compared byte for byte with qemu-img convert."""
 
 from __future__ import annotations
 
+import mmap
 import random
 from pathlib import Path
 
@@ -55,6 +56,28 @@ def test_random_io_matches_qemu(tmp_path: Path, options: str, cluster_size: int,
     # Reopen: everything persisted and still reads the same through our layer.
     with open_disk(image) as disk:
         assert disk.read(0, SIZE) == bytes(model.data)
+
+
+@pytest.mark.parametrize("cache", ["none", "writethrough", "directsync"])
+def test_cache_modes(tmp_path: Path, cache: str) -> None:
+    """O_DIRECT data path (aligned and unaligned buffers) and O_DSYNC metadata."""
+    image = tmp_path / "c.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(image),
+                    "4M").returncode == 0
+    model = DiskModel(bytes(4 << 20), 4096, discard_zeroes=True)
+    with open_disk(image, cache=cache, discard=True) as disk:
+        random_ops(disk, model, random.Random(cache), 150, 4096)
+        # Page-aligned buffers and offsets take the O_DIRECT descriptor.
+        buf = mmap.mmap(-1, 64 << 10)  # page-aligned memory
+        buf[:] = random.Random(9).randbytes(64 << 10)
+        disk.write(1 << 20, buf)  # type: ignore[arg-type]
+        model.write(1 << 20, bytes(buf))
+        buf[:] = bytes(64 << 10)
+        disk.readinto(1 << 20, memoryview(buf))
+        assert bytes(buf) == bytes(model.data[1 << 20:(1 << 20) + (64 << 10)])
+        buf.close()
+    check_clean(image)
+    assert convert_to_raw(image, tmp_path / "out.raw") == bytes(model.data)
 
 
 def test_refcount_table_grows(tmp_path: Path) -> None:
