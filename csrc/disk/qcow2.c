@@ -814,6 +814,7 @@ int qv_qcow2_open(const char *path, const struct qv_disk_options *opts,
 
     free(first);
     q->pool_batch = 16;
+    q->scan_needed = 1; /* reuse clusters freed earlier (refcount 0 inside the file) */
     q->base.ops = &qcow2_ops;
     q->base.size = size;
     q->base.format = QV_DISK_FORMAT_QCOW2;

@@ -89,9 +89,14 @@ struct qcow2 {
     uint64_t *rt; /* host-endian copy of the refcount table */
 
     uint64_t end;       /* first byte past everything allocated (cluster-aligned) */
-    uint64_t pool_next; /* clusters already counted (refcount 1) but not yet handed out */
-    uint64_t pool_end;
-    uint64_t pool_batch;
+#define QCOW2_POOL_MAX 256
+    /* Clusters already counted (refcount 1, durable) but not yet handed out. */
+    uint64_t pool[QCOW2_POOL_MAX];
+    uint32_t pool_len, pool_pos;
+    uint32_t pool_batch;
+    /* Free clusters (refcount 0) inside the file are reused; the scan resumes here. */
+    uint64_t scan_next;
+    int scan_needed;
     int refcount_depth; /* recursion guard for refcount-block allocation */
     int growing;        /* refcount table growth in progress */
     int written;

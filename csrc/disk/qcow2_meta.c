@@ -1,8 +1,8 @@
 /* qcow2 metadata: table caches, refcounts, cluster allocation and L1/L2 lookup.
  *
- * Crash consistency: clusters are only ever appended at the end of the file and are counted
- * (refcount 1, made durable by a barrier) in batches before any L2 or L1 entry may point at
- * them. A crash therefore leaves at worst clusters with a refcount and no user (leaks), never
+ * Crash consistency: clusters (free ones inside the file, else new ones at its end) are
+ * counted (refcount 1, made durable by a barrier) in batches before any L2 or L1 entry may
+ * point at them. A crash therefore leaves at worst clusters with a refcount and no user (leaks), never
  * an entry pointing at an uncounted cluster. All metadata is written through at once. */
 #include <errno.h>
 #include <fcntl.h>
@@ -452,28 +452,66 @@ int qcow2_release_cluster(struct qcow2 *q, uint64_t host)
                              (unsigned long long)host);
     if ((rc = qcow2_refcount_set(q, cluster, v - 1)))
         return rc;
-    if (v == 1 && q->discard)
-        (void)fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)host,
-                        (off_t)q->cluster_size); /* only frees space: failure is harmless */
+    if (v == 1) {
+        if (q->discard)
+            (void)fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)host,
+                            (off_t)q->cluster_size); /* only frees space: failure is harmless */
+        if (cluster < q->scan_next)
+            q->scan_next = cluster;
+        q->scan_needed = 1;
+    }
     return 0;
 }
 
-/* Count a batch of clusters at the end of the file, then make the counts durable: from then
- * on the clusters can be handed out and referenced without a barrier each. */
+/* Whether a cluster holds metadata, whatever its refcount says (never reuse it for data). */
+static int is_metadata(struct qcow2 *q, uint64_t off)
+{
+    uint64_t cs = q->cluster_size;
+    if (off == 0)
+        return 1;
+    if (q->l1_size && off < q->l1_offset + (uint64_t)q->l1_size * 8 && off + cs > q->l1_offset)
+        return 1;
+    if (off < q->rt_offset + (uint64_t)q->rt_clusters * cs && off + cs > q->rt_offset)
+        return 1;
+    return qcow2_set_has(&q->l2_tables, off) || qcow2_set_has(&q->refblocks, off);
+}
+
+/* Count a batch of clusters, then make the counts durable: from then on they can be handed
+ * out and referenced without a barrier each. Free clusters inside the file come first (their
+ * release, L2 entry included, was written before this barrier, so reusing them is safe);
+ * the rest is appended at the end of the file. */
 static int pool_refill(struct qcow2 *q)
 {
-    uint64_t n = q->pool_batch, start = q->end;
+    uint32_t n = q->pool_batch, count = 0;
+    uint64_t end_cluster = q->end >> q->cluster_bits;
     int rc = 0;
-    q->end += n * q->cluster_size;
-    for (uint64_t i = 0; !rc && i < n; i++)
-        rc = qcow2_refcount_set(q, (start >> q->cluster_bits) + i, 1);
+
+    while (q->scan_needed && count < n && q->scan_next < end_cluster) {
+        uint64_t c = q->scan_next++, v;
+        if ((rc = qcow2_refcount_get(q, c, &v)))
+            return rc;
+        if (v == 0 && !is_metadata(q, c << q->cluster_bits))
+            q->pool[count++] = c << q->cluster_bits;
+    }
+    if (q->scan_next >= end_cluster)
+        q->scan_needed = 0;
+    if (count < n) {
+        uint64_t start = q->end;
+        q->end += (uint64_t)(n - count) * q->cluster_size;
+        for (uint64_t off = start; off < q->end; off += q->cluster_size)
+            q->pool[count++] = off;
+    }
+    q->pool_len = count;
+    q->pool_pos = 0;
+    for (uint32_t i = 0; !rc && i < count; i++)
+        rc = qcow2_refcount_set(q, q->pool[i] >> q->cluster_bits, 1);
     if (!rc)
         rc = qcow2_barrier(q);
-    if (rc)
+    if (rc) {
+        q->pool_len = 0; /* counted ones leak; nothing points at them */
         return rc;
-    q->pool_next = start;
-    q->pool_end = start + n * q->cluster_size;
-    if (q->pool_batch < 256)
+    }
+    if (q->pool_batch < QCOW2_POOL_MAX)
         q->pool_batch *= 2;
     return 0;
 }
@@ -481,20 +519,19 @@ static int pool_refill(struct qcow2 *q)
 int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host)
 {
     int rc;
-    if (q->pool_next >= q->pool_end && (rc = pool_refill(q)))
+    if (q->pool_pos >= q->pool_len && (rc = pool_refill(q)))
         return rc;
-    *host = q->pool_next;
-    q->pool_next += q->cluster_size;
+    *host = q->pool[q->pool_pos++];
     return 0;
 }
 
 /* Uncount the clusters reserved but never used (clean close). */
 void qcow2_pool_release(struct qcow2 *q)
 {
-    for (uint64_t off = q->pool_next; off < q->pool_end; off += q->cluster_size)
-        if (qcow2_refcount_set(q, off >> q->cluster_bits, 0))
+    for (uint32_t i = q->pool_pos; i < q->pool_len; i++)
+        if (qcow2_refcount_set(q, q->pool[i] >> q->cluster_bits, 0))
             break;
-    q->pool_next = q->pool_end = 0;
+    q->pool_len = q->pool_pos = 0;
 }
 
 /* ---- L1 / L2 ---- */

@@ -160,3 +160,27 @@ def test_internal_snapshot_image(tmp_path: Path) -> None:
     assert qemu_img("snapshot", "-a", "s1", str(image)).returncode == 0
     with open_disk(image, readonly=True) as disk:
         assert disk.read(0, 131072) == b"\x11" * 131072
+
+
+def test_freed_clusters_are_reused(tmp_path: Path) -> None:
+    """Discarded clusters (and ones freed by an earlier session) are allocated again, so a
+    discard/rewrite cycle does not grow the file."""
+    image = tmp_path / "reuse.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", str(image), "16M").returncode == 0
+    rng = random.Random(5)
+    first = rng.randbytes(8 << 20)
+    with open_disk(image, discard=True) as disk:
+        disk.write(0, first)
+        disk.discard(0, 8 << 20)
+        assert disk.read(0, 8 << 20) == bytes(8 << 20)
+    size_after_first = image.stat().st_size
+    check_clean(image)
+    second = rng.randbytes(8 << 20)
+    with open_disk(image, discard=True) as disk:  # a new session finds the free clusters
+        disk.write(4 << 20, second)
+        disk.discard(4 << 20, 4 << 20)
+        disk.write(8 << 20, second[:4 << 20])
+    assert image.stat().st_size <= size_after_first + (1 << 20)
+    check_clean(image)
+    expected = bytes(8 << 20) + second[:4 << 20] + bytes(4 << 20)
+    assert convert_to_raw(image, tmp_path / "out.raw") == expected
