@@ -47,6 +47,7 @@ _FEATURE_NAMES = (
     (2, 1, "raw external data"),
 )
 _MAX_QCOW2_SIZE = 1 << 56
+_MAX_L1_BYTES = 32 << 20  # what the C layer accepts
 
 
 class Disk:
@@ -158,6 +159,8 @@ def _qcow2_image(size: int, backing: str | None, backing_format: str | None,
     l2_entries = cs // 8
     per_l1 = cs * l2_entries
     l1_entries = -(-size // per_l1)
+    if l1_entries * 8 > _MAX_L1_BYTES:
+        raise QVError("QV_ERR_INVAL", f"size {size} needs an L1 table larger than 32 MiB")
     l1_clusters = max(1, -(-(l1_entries * 8) // cs))
     refs_per_block = cs * 8 // 16
     # header, refcount table, refcount blocks, L1: the refcount blocks must cover them all.
