@@ -326,15 +326,37 @@ static int write_in_cluster(struct qcow2 *q, uint64_t pos, const struct iovec *i
     return release_mapping(q, &m);
 }
 
+static int is_table(struct qcow2 *q, uint64_t host)
+{
+    return qcow2_set_has(&q->l2_tables, host) || qcow2_set_has(&q->refblocks, host);
+}
+
 static int qcow2_writev(struct qv_disk *d, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     struct qcow2 *q = to_q(d);
     size_t len = qv_iov_total(iov, iovcnt), done = 0;
+    uint64_t cs = q->cluster_size;
     int rc = 0;
     pthread_mutex_lock(&q->lock);
     while (!rc && done < len) {
-        uint64_t pos = off + done, in = pos & (q->cluster_size - 1);
-        size_t n = len - done < q->cluster_size - in ? len - done : (size_t)(q->cluster_size - in);
+        uint64_t pos = off + done, in = pos & (cs - 1);
+        size_t n = len - done < cs - in ? len - done : (size_t)(cs - in);
+        struct qcow2_map m, next;
+        if ((rc = qcow2_map(q, pos, &m)))
+            break;
+        if (m.kind == QCOW2_NORMAL && m.copied && !is_table(q, m.host)) {
+            /* In place: one write for the run of following clusters that are contiguous on
+             * the host and ours alone. A lookup error ends the run; it is reported when the
+             * loop reaches that cluster. */
+            size_t run = n;
+            while (done + run < len && qcow2_map(q, pos + run, &next) == 0 &&
+                   next.kind == QCOW2_NORMAL && next.copied && next.host == m.host + in + run &&
+                   !is_table(q, next.host))
+                run += len - done - run < cs ? len - done - run : (size_t)cs;
+            rc = data_io(q, 1, m.host + in, iov, iovcnt, done, run);
+            done += run;
+            continue;
+        }
         rc = write_in_cluster(q, pos, iov, iovcnt, done, n);
         done += n;
     }
