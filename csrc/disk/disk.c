@@ -52,6 +52,18 @@ int qv_disk_errno_code(int err)
     }
 }
 
+int qv_disk_lock(int fd, int exclusive, const char *path, char *errbuf, size_t errlen)
+{
+    struct flock fl = {.l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EACCES)
+        return qv_disk_errf(errbuf, errlen, QV_ERR_BUSY,
+                            "%s: the image is in use by another process (%s lock held)", path,
+                            exclusive ? "a" : "a write");
+    return 0; /* the file system has no locks: nothing to protect against */
+}
+
 /* ---- iovec helpers ---- */
 
 size_t qv_iov_total(const struct iovec *iov, int iovcnt)

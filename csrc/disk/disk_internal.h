@@ -25,6 +25,9 @@ int qv_disk_errf(char *errbuf, size_t errlen, int code, const char *fmt, ...)
 /* Record a message for a failing access on disk->error and return code. */
 int qv_disk_fail(struct qv_disk *disk, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Take an OFD lock on the whole image (shared for readers, exclusive for a writer) so two
+ * processes, ours or QEMU's, never write one image at once. QV_ERR_BUSY when it is in use. */
+int qv_disk_lock(int fd, int exclusive, const char *path, char *errbuf, size_t errlen);
 /* Map an errno from open(2) to a QV code. */
 int qv_disk_errno_code(int err);
 

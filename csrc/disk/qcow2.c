@@ -621,6 +621,8 @@ int qv_qcow2_open(const char *path, const struct qv_disk_options *opts,
             OPEN_FAIL(errno == EINVAL ? QV_STR_ERR_NOTSUP : qv_disk_errno_code(errno),
                       "%s: cannot open with O_DIRECT (cache none): %s", path, strerror(errno));
     }
+    if ((rc = qv_disk_lock(q->fd, !opts->readonly, path, errbuf, errlen)))
+        goto fail;
     if (fstat(q->fd, &st))
         OPEN_FAIL(QV_STR_ERR_IO, "%s: stat failed: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
