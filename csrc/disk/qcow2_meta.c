@@ -536,6 +536,44 @@ void qcow2_pool_release(struct qcow2 *q)
 
 /* ---- L1 / L2 ---- */
 
+/* Give the active L1 entry l1i its own copy of an L2 table shared with a snapshot. Data
+ * clusters count one reference per L1 table that reaches them (that is how snapshots count
+ * them), so splitting the table changes no data refcount: the copy is written, the L1 entry
+ * switches to it, then the old table loses our reference. A crash before the last step
+ * leaves the old table over-counted (a leak). */
+static int copy_l2_table(struct qcow2 *q, uint64_t l1i, uint64_t old_off, uint64_t guest,
+                         uint8_t **table, uint64_t *table_off)
+{
+    uint64_t cs = q->cluster_size, new_off;
+    uint8_t *copy = malloc(cs), *src, be[8];
+    int rc;
+    (void)guest;
+    if (!copy)
+        return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
+    if ((rc = cache_get(q, &q->l2_cache, old_off, 0, &src)))
+        goto out;
+    memcpy(copy, src, cs);
+    if ((rc = qcow2_alloc_cluster(q, &new_off)) ||
+        (rc = qcow2_meta_write(q, new_off, copy, cs)))
+        goto out;
+    if (qcow2_set_add(&q->l2_tables, new_off)) {
+        rc = qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
+        goto out;
+    }
+    q->l1[l1i] = new_off | QCOW2_OFLAG_COPIED;
+    qcow2_put_be64(be, q->l1[l1i]);
+    if ((rc = qcow2_meta_write(q, q->l1_offset + l1i * 8, be, 8)) ||
+        (rc = qcow2_release_cluster(q, old_off)))
+        goto out;
+    if ((rc = cache_get(q, &q->l2_cache, new_off, 1, table)))
+        goto out;
+    memcpy(*table, copy, cs);
+    *table_off = new_off;
+out:
+    free(copy);
+    return rc;
+}
+
 int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
                    uint64_t *table_off, uint32_t *index)
 {
@@ -578,16 +616,13 @@ int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
         return qcow2_corrupt(q, "L2 table for guest offset %llu is a refcount block (%#llx)",
                              (unsigned long long)guest, (unsigned long long)off);
     if (alloc && !(e & QCOW2_OFLAG_COPIED)) {
-        /* Without COPIED the table may be shared with a snapshot: only write it when its
-         * refcount shows it is not (then record that with the flag). */
+        /* Without COPIED the table may be shared with a snapshot: write it in place only when
+         * its refcount shows it is not (then record that with the flag), else copy it. */
         uint64_t refs;
         if ((rc = qcow2_refcount_get(q, off >> q->cluster_bits, &refs)))
             return rc;
         if (refs != 1)
-            return qv_disk_fail(&q->base, QV_STR_ERR_NOTSUP,
-                                "qcow2 image %s: writing to an L2 table shared with an internal "
-                                "snapshot is not supported",
-                                q->path);
+            return copy_l2_table(q, l1i, off, guest, table, table_off);
         q->l1[l1i] = e | QCOW2_OFLAG_COPIED;
         qcow2_put_be64(be, q->l1[l1i]);
         if ((rc = qcow2_meta_write(q, q->l1_offset + l1i * 8, be, 8)))
