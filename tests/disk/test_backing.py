@@ -64,8 +64,14 @@ def test_v2_over_qcow2_partial_writes(tmp_path: Path) -> None:
         d.write(70000, b"\x22" * 10)  # partial cluster: the rest comes from the backing file
         assert d.read(65536, 65536) == b"\x11" * (70000 - 65536) + b"\x22" * 10 + b"\x11" * (
             131072 - 70010)
+        # Random I/O over the backing file (write_zeroes must hide the backing data in v2,
+        # which has no zero flag, by writing zero clusters).
+        model = DiskModel(d.read(0, 1 << 20), 65536, discard_zeroes=False)
+        random_ops(d, model, random.Random(21), 200, 65536)
+        assert d.read(0, 1 << 20) == bytes(model.data)
     assert sha256(base) == h
     check_clean(top)
+    assert convert_to_raw(top, tmp_path / "t.raw") == bytes(model.data)
 
 
 def test_backing_loop_is_refused(tmp_path: Path) -> None:

@@ -206,3 +206,25 @@ def _l1_offset_of(data: bytes) -> int:
 
 def _l2_of(data: bytes) -> int:
     return struct.unpack_from(">Q", data, _l1_offset_of(data))[0] & 0x00FFFFFFFFFFFE00
+
+
+def test_truncation_sweep(tmp_path: Path) -> None:
+    """Cut the image at every structure boundary: opening fails while metadata is missing,
+    and afterwards accesses to lost clusters fail cleanly (or read what is left)."""
+    full = _image(tmp_path, "full.qcow2").read_bytes()
+    l1_off = _l1(tmp_path / "full.qcow2")[1]
+    for cut in (0, 3, 71, 103, 4096, CS, CS + 8, 2 * CS, 3 * CS + 100, l1_off, l1_off + 8,
+                len(full) - CS, len(full) - 1):
+        path = tmp_path / f"cut{cut}.qcow2"
+        path.write_bytes(full[:cut])
+        try:
+            with open_disk(path, format="qcow2") as disk:
+                assert cut > l1_off  # the tables were all there
+                for off in range(0, disk.size, CS):
+                    try:
+                        disk.read(off, CS)
+                    except QVError as err:
+                        assert err.name == "QV_STR_ERR_CORRUPT", err
+        except QVError as err:
+            assert err.name in ("QV_STR_ERR_CORRUPT", "QV_STR_ERR_FORMAT"), err
+            assert cut <= l1_off + 8 or cut < 4 * CS
