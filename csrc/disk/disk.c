@@ -243,6 +243,9 @@ int qv_disk_open_in_chain(const char *path, const struct qv_disk_options *opts,
     *out = NULL;
     if (!path || !opts)
         return qv_disk_errf(errbuf, errlen, QV_ERR_INVAL, "no image path or options");
+    if (opts->force_share && !opts->readonly)
+        return qv_disk_errf(errbuf, errlen, QV_ERR_INVAL,
+                            "force_share is only for read-only opens");
     if (opts->cache > QV_DISK_CACHE_DIRECTSYNC)
         return qv_disk_errf(errbuf, errlen, QV_ERR_INVAL, "unknown cache mode %u", opts->cache);
     fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -527,10 +527,10 @@ static int open_backing(struct qcow2 *q, const char *format_name, const struct q
     struct qv_disk_options bo = {.format = QV_DISK_FORMAT_AUTO,
                                  .cache = QV_DISK_CACHE_WRITEBACK,
                                  .readonly = 1,
-                                 .discard = 0};
+                                 .discard = 0,
+                                 .force_share = opts->force_share};
     char *full = NULL;
     int rc;
-    (void)opts;
     if (format_name) {
         if (!strcmp(format_name, "raw"))
             bo.format = QV_DISK_FORMAT_RAW;
@@ -621,7 +621,8 @@ int qv_qcow2_open(const char *path, const struct qv_disk_options *opts,
             OPEN_FAIL(errno == EINVAL ? QV_STR_ERR_NOTSUP : qv_disk_errno_code(errno),
                       "%s: cannot open with O_DIRECT (cache none): %s", path, strerror(errno));
     }
-    if ((rc = qv_disk_lock(q->fd, !opts->readonly, path, errbuf, errlen)))
+    if (!opts->force_share &&
+        (rc = qv_disk_lock(q->fd, !opts->readonly, path, errbuf, errlen)))
         goto fail;
     if (fstat(q->fd, &st))
         OPEN_FAIL(QV_STR_ERR_IO, "%s: stat failed: %s", path, strerror(errno));

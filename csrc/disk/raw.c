@@ -323,7 +323,8 @@ int qv_raw_open(const char *path, const struct qv_disk_options *opts, struct qv_
         return qv_disk_errf(errbuf, errlen, QV_STR_ERR_IO, "%s: stat failed: %s", path,
                             strerror(e));
     }
-    int lrc = qv_disk_lock(fd, !opts->readonly, path, errbuf, errlen);
+    int lrc = opts->force_share ? 0 : qv_disk_lock(fd, !opts->readonly, path, errbuf,
+                                                   errlen);
     if (lrc) {
         close(fd);
         return lrc;

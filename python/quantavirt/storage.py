@@ -55,7 +55,7 @@ class Disk:
 
     def __init__(self, path: str | os.PathLike[str], format: str | None = None,
                  cache: str = "writeback", readonly: bool = False,
-                 discard: bool = False) -> None:
+                 discard: bool = False, force_share: bool = False) -> None:
         if format not in _FORMAT_CODES:
             raise QVError("QV_ERR_INVAL", f"unknown disk format '{format}'")
         if cache not in CACHE_MODES:
@@ -66,6 +66,7 @@ class Disk:
         opts.cache = CACHE_MODES[cache]
         opts.readonly = int(readonly)
         opts.discard = int(discard)
+        opts.force_share = int(force_share)
         out = ffi.new("struct qv_disk **")
         err = ffi.new("char[512]")
         rc = lib.qv_disk_open(self.path.encode(), opts, out, err, len(err))
@@ -137,9 +138,12 @@ class Disk:
 
 
 def open_disk(path: str | os.PathLike[str], format: str | None = None,
-              cache: str = "writeback", readonly: bool = False, discard: bool = False) -> Disk:
-    """Open an image through the C block layer (format auto-detected when None)."""
-    return Disk(path, format=format, cache=cache, readonly=readonly, discard=discard)
+              cache: str = "writeback", readonly: bool = False, discard: bool = False,
+              force_share: bool = False) -> Disk:
+    """Open an image through the C block layer (format auto-detected when None).
+    force_share (read-only only) skips the image lock, for inspecting an image in use."""
+    return Disk(path, format=format, cache=cache, readonly=readonly, discard=discard,
+                force_share=force_share)
 
 
 def _detect(path: Path) -> str:
@@ -294,7 +298,8 @@ def info(path: str | os.PathLike[str]) -> dict[str, object]:
     image = Path(path)
     if not image.exists():
         raise QVError("QV_ERR_NOENT", f"{image}: no such image")
-    with open_disk(image, readonly=True) as disk:  # validates the whole header
+    # Validates the whole header; force_share: an image in use by a VM can still be inspected.
+    with open_disk(image, readonly=True, force_share=True) as disk:
         fmt, vsize = disk.format, disk.size
     st = image.stat()
     version = cs = backing = backing_format = None

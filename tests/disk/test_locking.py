@@ -9,7 +9,7 @@ import pytest
 from disk_helpers import QEMU_IO, needs_qemu
 
 from quantavirt.errors import QVError
-from quantavirt.storage import create, open_disk
+from quantavirt.storage import create, info, open_disk
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
@@ -69,3 +69,15 @@ def test_qemu_and_us_exclude_each_other(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     with open_disk(image, readonly=True) as disk:
         assert disk.read(0, 512) == b"\x07" * 512
+
+
+def test_info_of_an_image_in_use(tmp_path: Path) -> None:
+    image = create(tmp_path / "busy.qcow2", "qcow2", 1 << 20)
+    with open_disk(image) as disk:
+        disk.write(0, b"x")
+        assert info(image)["virtual_size"] == 1 << 20  # force-share inspection
+        with open_disk(image, readonly=True, force_share=True) as peek:
+            assert peek.read(0, 1) == b"x"
+        with pytest.raises(QVError) as err:
+            open_disk(image, force_share=True)  # never for writing
+        assert err.value.name == "QV_ERR_INVAL"

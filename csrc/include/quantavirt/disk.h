@@ -28,6 +28,7 @@ struct qv_disk_options {
     uint32_t cache;    /* enum qv_disk_cache */
     int readonly;
     int discard;       /* pass discard requests down (unmap / punch holes) */
+    int force_share;   /* read-only inspection without the image lock (like qemu-img -U) */
 };
 
 struct qv_disk;
