@@ -27,9 +27,10 @@ def data_for(seed: int, length: int) -> bytes:
 
 def main() -> None:
     image, seed, every, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    cache = sys.argv[5] if len(sys.argv) > 5 else "writeback"
     rng = random.Random(seed)
     fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    with open_disk(image, discard=True) as disk:
+    with open_disk(image, discard=True, cache=cache) as disk:
         size = disk.size
         done = 0
         while True:

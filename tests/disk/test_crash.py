@@ -26,19 +26,20 @@ EVERY = 8
 
 
 @needs_qemu
-@pytest.mark.parametrize(("options", "seconds"), [
-    ("cluster_size=65536", 2.5),
-    ("cluster_size=4096", 2.5),
-    ("cluster_size=512,refcount_bits=64", 2.0),  # refcount table growth under fire
-    ("compat=0.10,cluster_size=16384", 1.5),
+@pytest.mark.parametrize(("options", "seconds", "cache"), [
+    ("cluster_size=65536", 2.5, "writeback"),
+    ("cluster_size=4096", 2.5, "writeback"),
+    ("cluster_size=512,refcount_bits=64", 2.0, "writeback"),  # refcount table growth
+    ("compat=0.10,cluster_size=16384", 1.5, "writeback"),
+    ("cluster_size=65536", 2.0, "none"),
 ])
-def test_kill_during_writes(tmp_path: Path, options: str, seconds: float) -> None:
+def test_kill_during_writes(tmp_path: Path, options: str, seconds: float, cache: str) -> None:
     image, side = tmp_path / "crash.qcow2", tmp_path / "flushed.txt"
     assert qemu_img("create", "-q", "-f", "qcow2", "-o", options, str(image),
                     str(SIZE)).returncode == 0
     seed = zlib.crc32(options.encode())
     writer = subprocess.Popen([sys.executable, str(Path(__file__).parent / "crash_writer.py"),
-                               str(image), str(seed), str(EVERY), str(side)])
+                               str(image), str(seed), str(EVERY), str(side), cache])
     try:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and writer.poll() is None:
