@@ -521,8 +521,9 @@ static void feature_name(const uint8_t *table, uint32_t table_len, int type, int
         goto fail;                                                                          \
     } while (0)
 
-static int open_backing(struct qcow2 *q, const char *format_name, const struct qv_disk_options *opts,
-                        struct qv_disk_chain *chain, char *errbuf, size_t errlen)
+static int open_backing(struct qcow2 *q, const char *format_name,
+                        const struct qv_disk_options *opts, struct qv_disk_chain *chain,
+                        char *errbuf, size_t errlen)
 {
     struct qv_disk_options bo = {.format = QV_DISK_FORMAT_AUTO,
                                  .cache = QV_DISK_CACHE_WRITEBACK,
@@ -765,7 +766,8 @@ int qv_qcow2_open(const char *path, const struct qv_disk_options *opts,
                                           "the end of the file",
                       path, (unsigned long long)q->l1_offset, q->l1_size);
     }
-    if (q->rt_clusters == 0 || (uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_REFTABLE_BYTES)
+    if (q->rt_clusters == 0 ||
+        (uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_REFTABLE_BYTES)
         OPEN_FAIL(QV_STR_ERR_CORRUPT, "%s: refcount table size (%u clusters) is invalid", path,
                   q->rt_clusters);
     if ((q->rt_offset & (q->cluster_size - 1)) || q->rt_offset == 0 ||

@@ -2,8 +2,9 @@
  *
  * Crash consistency: clusters (free ones inside the file, else new ones at its end) are
  * counted (refcount 1, made durable by a barrier) in batches before any L2 or L1 entry may
- * point at them. A crash therefore leaves at worst clusters with a refcount and no user (leaks), never
- * an entry pointing at an uncounted cluster. All metadata is written through at once. */
+ * point at them. A crash therefore leaves at worst clusters with a refcount and no user
+ * (leaks), never an entry pointing at an uncounted cluster. All metadata is written through
+ * at once. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -385,11 +386,14 @@ static int grow_reftable(struct qcow2 *q, uint64_t need_index)
 
     if (q->growing)
         return qv_disk_fail(&q->base, QV_ERR_INTERNAL, "qcow2 refcount table growth recursed");
+    /* Big enough for the index asked for and for the clusters this growth itself adds. */
     do {
         new_clusters *= 2;
         new_entries = new_clusters * cs / 8;
-    } while (new_entries <= need_index ||
-             new_entries <= (((q->end >> q->cluster_bits) + 2 * new_clusters + 64) >> q->rb_bits) + 1);
+    } while (new_clusters * cs <= QCOW2_MAX_REFTABLE_BYTES &&
+             (new_entries <= need_index ||
+              new_entries <=
+                  (((q->end >> q->cluster_bits) + 2 * new_clusters + 64) >> q->rb_bits) + 1));
     if (new_clusters * cs > QCOW2_MAX_REFTABLE_BYTES)
         return qv_disk_fail(&q->base, QV_STR_ERR_NOSPC,
                             "qcow2 refcount table would exceed %u bytes",
@@ -541,13 +545,12 @@ void qcow2_pool_release(struct qcow2 *q)
  * them), so splitting the table changes no data refcount: the copy is written, the L1 entry
  * switches to it, then the old table loses our reference. A crash before the last step
  * leaves the old table over-counted (a leak). */
-static int copy_l2_table(struct qcow2 *q, uint64_t l1i, uint64_t old_off, uint64_t guest,
-                         uint8_t **table, uint64_t *table_off)
+static int copy_l2_table(struct qcow2 *q, uint64_t l1i, uint64_t old_off, uint8_t **table,
+                         uint64_t *table_off)
 {
     uint64_t cs = q->cluster_size, new_off;
     uint8_t *copy = malloc(cs), *src, be[8];
     int rc;
-    (void)guest;
     if (!copy)
         return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
     if ((rc = cache_get(q, &q->l2_cache, old_off, 0, &src)))
@@ -622,7 +625,7 @@ int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
         if ((rc = qcow2_refcount_get(q, off >> q->cluster_bits, &refs)))
             return rc;
         if (refs != 1)
-            return copy_l2_table(q, l1i, off, guest, table, table_off);
+            return copy_l2_table(q, l1i, off, table, table_off);
         q->l1[l1i] = e | QCOW2_OFLAG_COPIED;
         qcow2_put_be64(be, q->l1[l1i]);
         if ((rc = qcow2_meta_write(q, q->l1_offset + l1i * 8, be, 8)))

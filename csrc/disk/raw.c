@@ -184,7 +184,8 @@ static int raw_io(struct qv_disk *d, int write, uint64_t off, const struct iovec
             return qv_disk_fail(d, QV_ERR_NOMEM, "no memory");
         }
         memcpy(v, iov, sizeof(*v) * (size_t)iovcnt);
-        int e = write ? qv_pwritev_full(r->fd, v, iovcnt, off) : qv_preadv_full(r->fd, v, iovcnt, off);
+        int e = write ? qv_pwritev_full(r->fd, v, iovcnt, off)
+                      : qv_preadv_full(r->fd, v, iovcnt, off);
         rc = e ? io_fail(r, write ? "write" : "read", off, e) : 0;
         if (v != local)
             free(v);
