@@ -307,7 +307,8 @@ static int write_in_cluster(struct qcow2 *q, uint64_t pos, const struct iovec *i
         if ((rc = load_cluster(q, &m, cpos)))
             return rc;
     }
-    if ((rc = qcow2_alloc_cluster(q, &host)))
+    int reused; /* data: durable at the guest's flush, like any write */
+    if ((rc = qcow2_alloc_cluster(q, &host, &reused)))
         return rc;
     if (len == cs && iov) {
         rc = data_io(q, 1, host, iov, iovcnt, skip, len);

@@ -93,6 +93,7 @@ struct qcow2 {
     /* Clusters already counted (refcount 1, durable) but not yet handed out. */
     uint64_t pool[QCOW2_POOL_MAX];
     uint32_t pool_len, pool_pos;
+    uint32_t pool_reused; /* pool[0 .. pool_reused) were free clusters inside the file */
     uint32_t pool_batch;
     /* Free clusters (refcount 0) inside the file are reused; the scan resumes here. */
     uint64_t scan_next;
@@ -164,7 +165,9 @@ int qcow2_refcount_get(struct qcow2 *q, uint64_t cluster, uint64_t *value);
 int qcow2_refcount_set(struct qcow2 *q, uint64_t cluster, uint64_t value);
 /* Drop one reference to a host cluster; the last one frees it (and punches a hole). */
 int qcow2_release_cluster(struct qcow2 *q, uint64_t host);
-int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host);
+/* A counted cluster for new content; *reused says it held data before (it is not a hole):
+ * a new table written there must be made durable before anything points at it. */
+int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host, int *reused);
 void qcow2_pool_release(struct qcow2 *q);
 
 /* The L2 table of a guest offset. With alloc, a missing table is created; without, *table is

@@ -499,6 +499,7 @@ static int pool_refill(struct qcow2 *q)
     }
     if (q->scan_next >= end_cluster)
         q->scan_needed = 0;
+    q->pool_reused = count;
     if (count < n) {
         uint64_t start = q->end;
         q->end += (uint64_t)(n - count) * q->cluster_size;
@@ -520,11 +521,12 @@ static int pool_refill(struct qcow2 *q)
     return 0;
 }
 
-int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host)
+int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host, int *reused)
 {
     int rc;
     if (q->pool_pos >= q->pool_len && (rc = pool_refill(q)))
         return rc;
+    *reused = q->pool_pos < q->pool_reused;
     *host = q->pool[q->pool_pos++];
     return 0;
 }
@@ -550,14 +552,15 @@ static int copy_l2_table(struct qcow2 *q, uint64_t l1i, uint64_t old_off, uint8_
 {
     uint64_t cs = q->cluster_size, new_off;
     uint8_t *copy = malloc(cs), *src, be[8];
-    int rc;
+    int rc, reused;
     if (!copy)
         return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
     if ((rc = cache_get(q, &q->l2_cache, old_off, 0, &src)))
         goto out;
     memcpy(copy, src, cs);
-    if ((rc = qcow2_alloc_cluster(q, &new_off)) ||
-        (rc = qcow2_meta_write(q, new_off, copy, cs)))
+    /* A reused cluster holds old bytes: the copy must be durable before the L1 entry. */
+    if ((rc = qcow2_alloc_cluster(q, &new_off, &reused)) ||
+        (rc = qcow2_meta_write(q, new_off, copy, cs)) || (reused && (rc = qcow2_barrier(q))))
         goto out;
     if (qcow2_set_add(&q->l2_tables, new_off)) {
         rc = qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
@@ -597,14 +600,17 @@ int qcow2_l2_table(struct qcow2 *q, uint64_t guest, int alloc, uint8_t **table,
     if (!off) {
         if (!alloc)
             return 0;
-        if ((rc = qcow2_alloc_cluster(q, &off)))
+        int reused;
+        if ((rc = qcow2_alloc_cluster(q, &off, &reused)))
             return rc;
         if ((rc = cache_get(q, &q->l2_cache, off, 1, table)))
             return rc;
         if (qcow2_set_add(&q->l2_tables, off))
             return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
-        /* The empty table is on disk before the L1 entry points at it. */
-        if ((rc = qcow2_meta_write(q, off, *table, q->cluster_size)))
+        /* The empty table is on disk before the L1 entry points at it (durably so when the
+         * cluster is reused: its old bytes must never be read as L2 entries). */
+        if ((rc = qcow2_meta_write(q, off, *table, q->cluster_size)) ||
+            (reused && (rc = qcow2_barrier(q))))
             return rc;
         q->l1[l1i] = off | QCOW2_OFLAG_COPIED;
         qcow2_put_be64(be, q->l1[l1i]);
