@@ -370,7 +370,10 @@ static int qcow2_flush(struct qv_disk *d)
     struct qcow2 *q = to_q(d);
     int rc = 0;
     pthread_mutex_lock(&q->lock);
-    if (fdatasync(q->fd))
+    /* commit_releases ends with refcount writes of its own; they only ever lower counts, so
+     * losing them leaks clusters: the final fdatasync makes them durable anyway. */
+    rc = qcow2_commit_releases(q);
+    if (!rc && fdatasync(q->fd))
         rc = qv_disk_fail(d, QV_STR_ERR_IO, "qcow2 flush failed: %s", strerror(errno));
     pthread_mutex_unlock(&q->lock);
     return rc;
@@ -468,6 +471,7 @@ static void qcow2_free(struct qcow2 *q)
     free(q->zin);
     free(q->path);
     free(q->backing_name);
+    free(q->pending_free);
     free(q);
 }
 
@@ -476,6 +480,7 @@ static void qcow2_close(struct qv_disk *d)
     struct qcow2 *q = to_q(d);
     pthread_mutex_lock(&q->lock);
     if (!q->base.readonly) {
+        (void)qcow2_commit_releases(q); /* on failure the clusters stay counted: leaks */
         qcow2_pool_release(q);
         if (q->written)
             (void)fdatasync(q->fd);

@@ -95,6 +95,10 @@ struct qcow2 {
     uint32_t pool_len, pool_pos;
     uint32_t pool_reused; /* pool[0 .. pool_reused) were free clusters inside the file */
     uint32_t pool_batch;
+    /* References dropped but not yet subtracted from the refcounts: that waits until the
+     * entries that stopped using them are durable (the next barrier). */
+    uint64_t *pending_free;
+    size_t pending_n, pending_cap;
     /* Free clusters (refcount 0) inside the file are reused; the scan resumes here. */
     uint64_t scan_next;
     int scan_needed;
@@ -163,8 +167,12 @@ int qcow2_check_cluster(struct qcow2 *q, uint64_t off, const char *what, uint64_
 
 int qcow2_refcount_get(struct qcow2 *q, uint64_t cluster, uint64_t *value);
 int qcow2_refcount_set(struct qcow2 *q, uint64_t cluster, uint64_t value);
-/* Drop one reference to a host cluster; the last one frees it (and punches a hole). */
+/* Drop one reference to a host cluster, after the entry that used it was rewritten. The
+ * refcount is decremented after the next barrier (the last reference frees the cluster and,
+ * with discard, punches a hole). */
 int qcow2_release_cluster(struct qcow2 *q, uint64_t host);
+/* Barrier, then apply the pending releases. */
+int qcow2_commit_releases(struct qcow2 *q);
 /* A counted cluster for new content; *reused says it held data before (it is not a hole):
  * a new table written there must be made durable before anything points at it. */
 int qcow2_alloc_cluster(struct qcow2 *q, uint64_t *host, int *reused);

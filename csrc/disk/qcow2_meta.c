@@ -445,7 +445,8 @@ static int grow_reftable(struct qcow2 *q, uint64_t need_index)
     return rc;
 }
 
-int qcow2_release_cluster(struct qcow2 *q, uint64_t host)
+/* Subtract one reference now (the entry that used it is already durable). */
+static int release_now(struct qcow2 *q, uint64_t host)
 {
     uint64_t cluster = host >> q->cluster_bits, v;
     int rc = qcow2_refcount_get(q, cluster, &v);
@@ -464,6 +465,42 @@ int qcow2_release_cluster(struct qcow2 *q, uint64_t host)
             q->scan_next = cluster;
         q->scan_needed = 1;
     }
+    return 0;
+}
+
+int qcow2_commit_releases(struct qcow2 *q)
+{
+    int rc = 0;
+    if (!q->pending_n)
+        return 0;
+    if ((rc = qcow2_barrier(q)))
+        return rc;
+    size_t n = q->pending_n;
+    q->pending_n = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = release_now(q, q->pending_free[i]);
+    return rc;
+}
+
+/* A refcount decremented before the rewritten entry is durable could, after a power loss,
+ * leave that entry pointing at a cluster counted free (or reused): so releases wait for the
+ * next barrier (a flush, the next batch of allocations, or close). */
+int qcow2_release_cluster(struct qcow2 *q, uint64_t host)
+{
+    if (q->pending_n == q->pending_cap && q->pending_cap >= 4096) {
+        int rc = qcow2_commit_releases(q); /* bound the memory: commit early */
+        if (rc)
+            return rc;
+    }
+    if (q->pending_n == q->pending_cap) {
+        size_t cap = q->pending_cap ? 2 * q->pending_cap : 64;
+        uint64_t *v = realloc(q->pending_free, cap * sizeof(*v));
+        if (!v)
+            return qv_disk_fail(&q->base, QV_ERR_NOMEM, "no memory");
+        q->pending_free = v;
+        q->pending_cap = cap;
+    }
+    q->pending_free[q->pending_n++] = host;
     return 0;
 }
 
@@ -487,8 +524,12 @@ static int is_metadata(struct qcow2 *q, uint64_t off)
 static int pool_refill(struct qcow2 *q)
 {
     uint32_t n = q->pool_batch, count = 0;
-    uint64_t end_cluster = q->end >> q->cluster_bits;
-    int rc = 0;
+    uint64_t end_cluster;
+    int rc = qcow2_commit_releases(q); /* clusters freed so far become reusable */
+
+    if (rc)
+        return rc;
+    end_cluster = q->end >> q->cluster_bits;
 
     while (q->scan_needed && count < n && q->scan_next < end_cluster) {
         uint64_t c = q->scan_next++, v;
