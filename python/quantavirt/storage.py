@@ -94,10 +94,17 @@ class Disk:
     def _check(self, rc: int) -> None:
         if rc != 0:
             msg = c_string(lib.qv_disk_last_error(self._disk)) if self._disk else ""
-            raise QVError(rc, msg or None, path=self.path)
+            raise QVError(rc, msg or None, path=None if self.path in msg else self.path)
+
+    def _range(self, offset: int, length: int) -> object:
+        """The live disk, after checking the arguments fit the C types."""
+        if not (0 <= offset < 1 << 64 and 0 <= length < 1 << 63):
+            raise QVError("QV_ERR_INVAL", f"invalid offset {offset} or length {length}",
+                          path=self.path)
+        return self._live()
 
     def read(self, offset: int, length: int) -> bytes:
-        disk = self._live()
+        disk = self._range(offset, length)
         buf = ffi.new("uint8_t[]", max(length, 1))
         self._check(lib.qv_disk_read(disk, offset, buf, length))
         return bytes(ffi.buffer(buf, length))
@@ -105,20 +112,21 @@ class Disk:
     def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
         """Fill a writable buffer from offset (no allocation: for hot loops)."""
         view = memoryview(buffer)
-        self._check(lib.qv_disk_read(self._live(), offset, ffi.from_buffer(view), view.nbytes))
+        disk = self._range(offset, view.nbytes)
+        self._check(lib.qv_disk_read(disk, offset, ffi.from_buffer(view), view.nbytes))
 
     def write(self, offset: int, data: bytes) -> None:
-        disk = self._live()
+        disk = self._range(offset, len(data))
         self._check(lib.qv_disk_write(disk, offset, ffi.from_buffer(data), len(data)))
 
     def flush(self) -> None:
         self._check(lib.qv_disk_flush(self._live()))
 
     def discard(self, offset: int, length: int) -> None:
-        self._check(lib.qv_disk_discard(self._live(), offset, length))
+        self._check(lib.qv_disk_discard(self._range(offset, length), offset, length))
 
     def write_zeroes(self, offset: int, length: int) -> None:
-        self._check(lib.qv_disk_write_zeroes(self._live(), offset, length))
+        self._check(lib.qv_disk_write_zeroes(self._range(offset, length), offset, length))
 
     def close(self) -> None:
         if self._disk is not None:

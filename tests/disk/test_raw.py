@@ -41,6 +41,15 @@ def test_out_of_range_is_rejected(tmp_path: Path) -> None:
             assert err.value.name == "QV_STR_ERR_RANGE"
         with pytest.raises(QVError):
             disk.write((1 << 20) - 10, b"x" * 11)
+        for bad in (lambda: disk.read(-1, 10), lambda: disk.read(0, -5),
+                    lambda: disk.discard(2**64, 1), lambda: disk.write_zeroes(0, -1)):
+            with pytest.raises(QVError) as err:
+                bad()
+            assert err.value.name == "QV_ERR_INVAL"
+        disk.close()
+        with pytest.raises(QVError) as err:
+            disk.read(0, 1)
+        assert err.value.name == "QV_ERR_STATE"
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
