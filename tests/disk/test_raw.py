@@ -6,6 +6,9 @@ import os
 import random
 import shutil
 import subprocess
+import sys
+import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,14 +73,35 @@ def test_readonly_leaves_file_untouched(tmp_path: Path, fmt: str) -> None:
     assert sha256(image) == digest
 
 
-def test_readonly_file_permission(tmp_path: Path) -> None:
-    image = create(tmp_path / "perm.raw", "raw", 1 << 20)
-    os.chmod(image, 0o444)
-    if os.geteuid() == 0:
-        pytest.skip("root ignores file permissions")
-    with pytest.raises(QVError) as err:
-        open_disk(image)
-    assert err.value.name == "QV_ERR_PERM"
+def test_permission_denied(tmp_path: Path) -> None:
+    """An image the user may only read: opening it for writing is QV_ERR_PERM, read-only works
+    (run as an unprivileged user in a child process, since root ignores file modes)."""
+    shared = Path(tempfile.mkdtemp(prefix="qv-perm-"))
+    try:
+        shared.chmod(0o755)
+        image = create(shared / "ro.raw", "raw", 1 << 20)
+        image.chmod(0o444)
+        code = textwrap.dedent(f"""
+            from quantavirt.errors import QVError
+            from quantavirt.storage import open_disk
+            try:
+                open_disk({str(image)!r})
+            except QVError as err:
+                print(err.name)
+            with open_disk({str(image)!r}, readonly=True) as d:
+                print(len(d.read(0, 512)))
+        """)
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            drop = []
+        out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True,
+                             text=True, timeout=60)
+        if drop == [] and os.geteuid() == 0:
+            pytest.skip("cannot drop privileges here")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["QV_ERR_PERM", "512"]
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_format_mismatch(tmp_path: Path) -> None:
