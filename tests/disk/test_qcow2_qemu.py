@@ -3,6 +3,7 @@ by qemu-img check and compared byte for byte with qemu-img convert."""
 
 from __future__ import annotations
 
+import json
 import mmap
 import random
 from pathlib import Path
@@ -183,3 +184,27 @@ def test_freed_clusters_are_reused(tmp_path: Path) -> None:
     check_clean(image)
     expected = bytes(8 << 20) + second[:4 << 20] + bytes(4 << 20)
     assert convert_to_raw(image, tmp_path / "out.raw") == expected
+
+
+def test_zero_clusters_and_holes(tmp_path: Path) -> None:
+    """write_zeroes of whole clusters sets the v3 zero flag (no data cluster); discard frees
+    the cluster and punches a hole, so the file's allocated size drops."""
+    image = tmp_path / "z.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", str(image), "8M").returncode == 0
+    with open_disk(image, discard=True) as disk:
+        disk.write(0, random.Random(1).randbytes(8 << 20))
+        disk.flush()
+        allocated = image.stat().st_blocks
+        disk.write_zeroes(1 << 20, 1 << 20)
+        disk.discard(4 << 20, 2 << 20)
+        disk.flush()
+        assert disk.read(1 << 20, 1 << 20) == bytes(1 << 20)
+        assert disk.read(4 << 20, 2 << 20) == bytes(2 << 20)
+    # 3 MiB fewer allocated (give or take a metadata block).
+    assert image.stat().st_blocks <= allocated - (3 << 20) // 512 + 64
+    check_clean(image)
+    extents = json.loads(qemu_img("map", "--output=json", str(image)).stdout)
+    by_start = {e["start"]: e for e in extents}
+    assert by_start[1 << 20]["zero"] and not by_start[1 << 20]["data"]
+    assert by_start[1 << 20]["length"] == 1 << 20
+    assert not by_start[4 << 20]["data"]
