@@ -28,6 +28,7 @@ struct qv_disk_options {
     uint32_t cache;    /* enum qv_disk_cache */
     int readonly;
     int discard;       /* pass discard requests down (unmap / punch holes) */
+    int force_share;   /* read-only inspection without the image lock (like qemu-img -U) */
 };
 
 struct qv_disk;
@@ -46,14 +47,29 @@ struct qv_disk {
     uint64_t size;     /* virtual size in bytes */
     uint32_t format;   /* the format actually opened */
     int readonly;
+    /* Text of the last failing access ("L2 entry ... points beyond the end of the file"). */
+    char error[256];
 };
 
 /* Open an image; on failure returns a negative code and a message in errbuf. */
 int qv_disk_open(const char *path, const struct qv_disk_options *opts, struct qv_disk **out,
                  char *errbuf, size_t errlen);
-/* Convenience wrappers over disk->ops (checking bounds and read-only). */
+/* Convenience wrappers over disk->ops (checking bounds and read-only). A request beyond the
+ * virtual size fails with QV_STR_ERR_RANGE; a write, discard or write_zeroes on a read-only
+ * disk with QV_STR_ERR_READONLY before anything reaches the image. */
 int qv_disk_read(struct qv_disk *disk, uint64_t offset, void *buf, size_t len);
 int qv_disk_write(struct qv_disk *disk, uint64_t offset, const void *buf, size_t len);
+int qv_disk_readv(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
+int qv_disk_writev(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
+int qv_disk_flush(struct qv_disk *disk);
+/* Unmap a range when the disk was opened with `discard` (a no-op otherwise). Whole clusters
+ * of a qcow2 image are unmapped; afterwards they read as zeros (or, for a version 2 image
+ * with a backing file, as the backing file). A raw file gets a hole (reads as zeros). */
+int qv_disk_discard(struct qv_disk *disk, uint64_t offset, uint64_t length);
+/* Make a range read as zeros (cheaply where the format allows: qcow2 v3 zero clusters). */
+int qv_disk_write_zeroes(struct qv_disk *disk, uint64_t offset, uint64_t length);
+/* The message of the last failing access ("" when none). */
+const char *qv_disk_last_error(const struct qv_disk *disk);
 void qv_disk_close(struct qv_disk *disk);
 
 #endif
