@@ -275,9 +275,7 @@ int qv_mlkem_keygen_seed(int level, const uint8_t *seed, size_t seed_len, uint8_
         return PQC_ERR_ALGORITHM;
     if (seed == NULL || ek == NULL || dk == NULL)
         return QV_ERR_INVAL;
-    if (seed_len != QV_MLKEM_SEED_BYTES)
-        return PQC_ERR_SEED;
-    if (ek_len != P->ek_bytes || dk_len != P->dk_bytes)
+    if (seed_len != QV_MLKEM_SEED_BYTES || ek_len != P->ek_bytes || dk_len != P->dk_bytes)
         return PQC_ERR_SIZE;
     keygen_internal(P, ek, dk, seed, seed + 32);
     return 0;

@@ -9,7 +9,7 @@ Keys, ciphertexts and shared secrets are ``bytes`` in the FIPS 203 encodings. Th
 variants take and return numpy ``uint8`` arrays of shape (n, size); the loop over n runs in
 C, one call per batch. Failures raise :class:`quantavirt.errors.QVError` with a PQC_ERR_*
 code: PQC_ERR_ALGORITHM, PQC_ERR_BACKEND, PQC_ERR_SIZE (wrong length), PQC_ERR_KEY (the
-encapsulation-key modulus check or the decapsulation-key hash check failed), PQC_ERR_SEED.
+encapsulation-key modulus check or the decapsulation-key hash check failed).
 A ciphertext that does not decrypt is no error: decaps then returns the implicit-rejection
 key J(z || c), as FIPS 203 requires.
 """
@@ -137,7 +137,7 @@ class KEM:
         else:
             seed = _as_bytes(seed, "seed")
             if len(seed) != SEED_SIZE:
-                raise QVError("PQC_ERR_SEED", f"seed must be {SEED_SIZE} bytes (d || z), "
+                raise QVError("PQC_ERR_SIZE", f"seed must be {SEED_SIZE} bytes (d || z), "
                               f"got {len(seed)}", path="seed")
             _check(lib.qv_mlkem_keygen_seed(self._level, ffi.from_buffer(seed), SEED_SIZE,
                                             pk_buf, self._pk, sk_buf, self._sk), "keygen")
