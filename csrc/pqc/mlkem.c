@@ -27,14 +27,37 @@ static const mlkem_params *params_of(int level)
 
 /* ---- K-PKE ---- */
 
+/* polys[i] = SamplePolyCBD_eta[i](PRF_eta[i](seed, nonce0 + i)) for i < count, four PRFs per
+ * 4-lane sponge. */
+static void sample_noise(mlkem_poly *const polys[], const unsigned etas[], unsigned count,
+                         const uint8_t seed[32], uint8_t nonce0)
+{
+    uint8_t buf[4][3 * 64];
+    uint8_t *outs[4] = {buf[0], buf[1], buf[2], buf[3]};
+    for (unsigned g = 0; g < count; g += 4) {
+        uint8_t nonces[4];
+        unsigned max_eta = 2;
+        for (unsigned l = 0; l < 4; l++) {
+            nonces[l] = (uint8_t)(nonce0 + g + l); /* lanes past count are computed, unused */
+            if (g + l < count && etas[g + l] > max_eta)
+                max_eta = etas[g + l];
+        }
+        mlkem_prf_x4(outs, 64 * (size_t)max_eta, seed, nonces);
+        for (unsigned l = 0; l < 4 && g + l < count; l++)
+            mlkem_poly_cbd(polys[g + l], buf[l], etas[g + l]);
+    }
+    qv_wipe(buf, sizeof buf);
+}
+
 /* Algorithm 13, K-PKE.KeyGen(d): ek_pke (384k + 32 bytes) and dk_pke (384k bytes). */
 static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, const uint8_t d[32])
 {
     const unsigned k = P->k;
-    uint8_t in[33], rho_sigma[64], prf[3 * 64];
+    uint8_t in[33], rho_sigma[64];
     mlkem_poly a[MLKEM_KMAX * MLKEM_KMAX], s[MLKEM_KMAX], e[MLKEM_KMAX], t;
+    mlkem_poly *noise[2 * MLKEM_KMAX] = {0};
+    unsigned etas[2 * MLKEM_KMAX] = {0};
     const uint8_t *rho = rho_sigma, *sigma = rho_sigma + 32;
-    uint8_t nonce = 0;
 
     memcpy(in, d, 32);
     in[32] = (uint8_t)k; /* domain separation by k (FIPS 203 final) */
@@ -42,14 +65,15 @@ static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, con
     MLKEM_DECLASSIFY(rho_sigma, 32); /* rho is published in ek */
 
     mlkem_gen_matrix(a, rho, k, 0);
+    /* s[i] with nonce i, then e[i] with nonce k + i. */
     for (unsigned i = 0; i < k; i++) {
-        mlkem_prf(prf, 64 * P->eta1, sigma, nonce++);
-        mlkem_poly_cbd(&s[i], prf, P->eta1);
-        mlkem_ntt(&s[i]);
+        noise[i] = &s[i];
+        noise[k + i] = &e[i];
+        etas[i] = etas[k + i] = P->eta1;
     }
+    sample_noise(noise, etas, 2 * k, sigma, 0);
     for (unsigned i = 0; i < k; i++) {
-        mlkem_prf(prf, 64 * P->eta1, sigma, nonce++);
-        mlkem_poly_cbd(&e[i], prf, P->eta1);
+        mlkem_ntt(&s[i]);
         mlkem_ntt(&e[i]);
     }
     for (unsigned i = 0; i < k; i++) {
@@ -64,7 +88,6 @@ static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, con
 
     qv_wipe(in, sizeof in);
     qv_wipe(rho_sigma, sizeof rho_sigma);
-    qv_wipe(prf, sizeof prf);
     qv_wipe(s, sizeof s);
     qv_wipe(e, sizeof e);
     qv_wipe(&t, sizeof t);
@@ -76,43 +99,47 @@ static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
                          const uint8_t m[32], const uint8_t r[32])
 {
     const unsigned k = P->k;
-    uint8_t prf[3 * 64];
-    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX], t_hat[MLKEM_KMAX], y[MLKEM_KMAX], u, v, e, mu;
-    uint8_t nonce = 0;
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX], t_hat[MLKEM_KMAX], y[MLKEM_KMAX], e1[MLKEM_KMAX];
+    mlkem_poly u, v, e2, mu;
+    mlkem_poly *noise[2 * MLKEM_KMAX + 1] = {0};
+    unsigned etas[2 * MLKEM_KMAX + 1] = {0};
 
     for (unsigned i = 0; i < k; i++)
         (void)mlkem_poly_decode12(&t_hat[i], ek + MLKEM_POLY_BYTES * i);
     mlkem_gen_matrix(at, ek + MLKEM_POLY_BYTES * k, k, 1);
 
+    /* y[i] with nonce i, e1[i] with nonce k + i, e2 with nonce 2k. */
     for (unsigned i = 0; i < k; i++) {
-        mlkem_prf(prf, 64 * P->eta1, r, nonce++);
-        mlkem_poly_cbd(&y[i], prf, P->eta1);
-        mlkem_ntt(&y[i]);
+        noise[i] = &y[i];
+        noise[k + i] = &e1[i];
+        etas[i] = P->eta1;
+        etas[k + i] = P->eta2;
     }
+    noise[2 * k] = &e2;
+    etas[2 * k] = P->eta2;
+    sample_noise(noise, etas, 2 * k + 1, r, 0);
+    for (unsigned i = 0; i < k; i++)
+        mlkem_ntt(&y[i]);
     for (unsigned i = 0; i < k; i++) {
         /* u[i] = NTT^-1(sum_j A_hat^T[i][j] o y_hat[j]) + e1[i] */
-        mlkem_prf(prf, 64 * P->eta2, r, nonce++);
-        mlkem_poly_cbd(&e, prf, P->eta2);
         mlkem_polyvec_basemul_acc(&u, &at[i * k], y, k);
         mlkem_invntt(&u);
-        mlkem_poly_add(&u, &u, &e);
+        mlkem_poly_add(&u, &u, &e1[i]);
         mlkem_poly_compress(c + 32 * P->du * i, &u, P->du);
     }
     /* v = NTT^-1(t_hat^T o y_hat) + e2 + Decompress_1(m) */
-    mlkem_prf(prf, 64 * P->eta2, r, nonce);
-    mlkem_poly_cbd(&e, prf, P->eta2);
     mlkem_poly_from_msg(&mu, m);
     mlkem_polyvec_basemul_acc(&v, t_hat, y, k);
     mlkem_invntt(&v);
-    mlkem_poly_add(&v, &v, &e);
+    mlkem_poly_add(&v, &v, &e2);
     mlkem_poly_add(&v, &v, &mu);
     mlkem_poly_compress(c + 32 * P->du * k, &v, P->dv);
 
-    qv_wipe(prf, sizeof prf);
     qv_wipe(y, sizeof y);
+    qv_wipe(e1, sizeof e1);
+    qv_wipe(&e2, sizeof e2);
     qv_wipe(&u, sizeof u);
     qv_wipe(&v, sizeof v);
-    qv_wipe(&e, sizeof e);
     qv_wipe(&mu, sizeof mu);
 }
 

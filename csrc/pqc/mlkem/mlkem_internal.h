@@ -24,8 +24,24 @@ typedef struct mlkem_params {
 } mlkem_params;
 
 /* ---- arithmetic and NTT (ntt.c) ---- */
-int16_t mlkem_montgomery_reduce(int32_t a);
-int16_t mlkem_barrett_reduce(int16_t a);
+#define MLKEM_QINV 62209u     /* q^-1 mod 2^16 */
+#define MLKEM_BARRETT_V 20159 /* round(2^26 / q) */
+
+/* a * 2^-16 mod q, |result| < q for |a| < q * 2^15. Relies on arithmetic right shift of
+ * negative values (GCC and Clang guarantee it). */
+static inline int16_t mlkem_montgomery_reduce(int32_t a)
+{
+    int16_t t = (int16_t)(uint16_t)((uint32_t)a * MLKEM_QINV);
+    return (int16_t)((a - (int32_t)t * MLKEM_Q) >> 16);
+}
+
+/* a mod q in the centred range [-(q-1)/2, (q-1)/2], for any int16_t a. */
+static inline int16_t mlkem_barrett_reduce(int16_t a)
+{
+    int16_t t = (int16_t)(((int32_t)MLKEM_BARRETT_V * a + (1 << 25)) >> 26);
+    return (int16_t)(a - t * MLKEM_Q);
+}
+
 /* NTT (FIPS 203 Algorithm 9) in place; input |c| < q, output reduced. */
 void mlkem_ntt(mlkem_poly *p);
 /* NTT^-1 (Algorithm 10) in place; input reduced, output times the Montgomery factor R = 2^16
@@ -65,6 +81,9 @@ void mlkem_hash_g(uint8_t out[64], const uint8_t *in, size_t len);
 void mlkem_hash_j(uint8_t out[32], const uint8_t z[32], const uint8_t *c, size_t clen);
 /* PRF_eta(s, b) = SHAKE256(s || b, 64 * eta bytes). */
 void mlkem_prf(uint8_t *out, size_t outlen, const uint8_t s[32], uint8_t b);
+/* Four PRF outputs of outlen <= 272 bytes for four nonces, in one 4-lane sponge. */
+void mlkem_prf_x4(uint8_t *const out[4], size_t outlen, const uint8_t s[32],
+                  const uint8_t nonce[4]);
 /* The k x k matrix A_hat from rho (Algorithm 13 lines 3-7), A[i * k + j] = SampleNTT(rho||j||i);
  * transposed: A[i * k + j] = SampleNTT(rho||i||j), i.e. A_hat^T. Coefficients in [0, q). */
 void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int transposed);

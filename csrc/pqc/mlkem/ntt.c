@@ -3,8 +3,6 @@
  * base-case multiplication of NTT representations (Algorithms 11 and 12). */
 #include "pqc/mlkem/mlkem_internal.h"
 
-#define MLKEM_QINV 62209u     /* q^-1 mod 2^16 */
-#define MLKEM_BARRETT_V 20159 /* round(2^26 / q) */
 #define MLKEM_MONT_R2 1353    /* 2^32 mod q: fqmul by it multiplies by R = 2^16 */
 #define MLKEM_INV128_R2 1441  /* 128^-1 * 2^32 mod q: the NTT^-1 scaling, times R */
 
@@ -35,21 +33,6 @@ static const int16_t mlkem_gammas[128] = {
     -1185, 1185,  -1530, 1530,  -1278, 1278,  794,   -794,  -1510, 1510,  -854,  854,
     -870,  870,   478,   -478,  -108,  108,   -308,  308,   996,   -996,  991,   -991,
     958,   -958,  -1460, 1460,  1522,  -1522, 1628,  -1628};
-
-/* a * 2^-16 mod q, |result| < q for |a| < q * 2^15. Relies on arithmetic right shift of
- * negative values (GCC and Clang guarantee it). */
-int16_t mlkem_montgomery_reduce(int32_t a)
-{
-    int16_t t = (int16_t)(uint16_t)((uint32_t)a * MLKEM_QINV);
-    return (int16_t)((a - (int32_t)t * MLKEM_Q) >> 16);
-}
-
-/* a mod q in the centred range [-(q-1)/2, (q-1)/2]. */
-int16_t mlkem_barrett_reduce(int16_t a)
-{
-    int16_t t = (int16_t)(((int32_t)MLKEM_BARRETT_V * a + (1 << 25)) >> 26);
-    return (int16_t)(a - t * MLKEM_Q);
-}
 
 static inline int16_t fqmul(int16_t a, int16_t b)
 {
