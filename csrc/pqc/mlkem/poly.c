@@ -163,6 +163,17 @@ void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta)
 unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len)
 {
     size_t pos = 0;
+    /* While two more values always fit, store unconditionally and advance by the acceptance
+     * bit: no unpredictable branch (rho is public, this is about speed, not secrecy). */
+    while (ctr + 2 <= MLKEM_N && pos + 3 <= len) {
+        uint16_t d1 = (uint16_t)(buf[pos] | ((buf[pos + 1] & 0x0f) << 8));
+        uint16_t d2 = (uint16_t)((buf[pos + 1] >> 4) | (buf[pos + 2] << 4));
+        pos += 3;
+        c[ctr] = (int16_t)d1;
+        ctr += d1 < MLKEM_Q;
+        c[ctr] = (int16_t)d2;
+        ctr += d2 < MLKEM_Q;
+    }
     while (ctr < MLKEM_N && pos + 3 <= len) {
         uint16_t d1 = (uint16_t)(buf[pos] | ((buf[pos + 1] & 0x0f) << 8));
         uint16_t d2 = (uint16_t)((buf[pos + 1] >> 4) | (buf[pos + 2] << 4));

@@ -15,6 +15,14 @@
 
 /* One Keccak sponge over the concatenation a || b, output outlen bytes (FIPS 202 pad10*1
  * with the domain suffix). Lanes are built byte by byte, so any host byte order works. */
+static inline uint64_t load64_le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 static void sponge(unsigned rate, uint8_t suffix, const uint8_t *a, size_t alen, const uint8_t *b,
                    size_t blen, uint8_t *out, size_t outlen)
 {
@@ -23,9 +31,17 @@ static void sponge(unsigned rate, uint8_t suffix, const uint8_t *a, size_t alen,
     for (int part = 0; part < 2; part++) {
         const uint8_t *in = part == 0 ? a : b;
         size_t len = part == 0 ? alen : blen;
-        for (size_t i = 0; i < len; i++) {
-            s[pos / 8] ^= (uint64_t)in[i] << (8 * (pos % 8));
-            if (++pos == rate) {
+        size_t i = 0;
+        while (i < len) {
+            if (pos % 8 == 0 && len - i >= 8) { /* whole lanes while aligned */
+                s[pos / 8] ^= load64_le(in + i);
+                i += 8;
+                pos += 8;
+            } else {
+                s[pos / 8] ^= (uint64_t)in[i++] << (8 * (pos % 8));
+                pos++;
+            }
+            if (pos == rate) {
                 qv_keccak_f1600_fast(s);
                 pos = 0;
             }
