@@ -869,6 +869,23 @@ int qv_mldsa_verify(int alg, const uint8_t *pk, size_t pk_len, const uint8_t *ms
 
 /* ---- batches ------------------------------------------------------------------------------ */
 
+int qv_mldsa_keygen_batch(int alg, size_t n, uint8_t *pks, uint8_t *sks, const uint8_t *seeds)
+{
+    const mldsa_params *p = mldsa_params_of(alg);
+    if (!p)
+        return PQC_ERR_ALGORITHM;
+    if (n && (!pks || !sks))
+        return QV_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *pk = pks + i * p->pk_bytes, *sk = sks + i * p->sk_bytes;
+        int rc = seeds ? qv_mldsa_keygen_seed(alg, pk, sk, seeds + i * QV_MLDSA_SEED_BYTES)
+                       : qv_mldsa_keygen(alg, pk, sk);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int qv_mldsa_sign_batch(int alg, size_t n, uint8_t *sigs, const uint8_t *sks,
                         const uint8_t *msgs, size_t msg_len, const uint8_t *ctx, size_t ctx_len,
                         int deterministic)

@@ -45,6 +45,8 @@ int qv_mldsa_verify(int alg, const uint8_t *pk, size_t pk_len, const uint8_t *ms
  * msg_len bytes), one context for all. sign_batch stops at the first failure and returns its
  * code; verify_batch writes 1 (valid) or 0 to ok[i] and returns 0 unless the arguments are
  * wrong. */
+/* keygen_batch: seeds is NULL (random xi) or n 32-byte seeds back to back. */
+int qv_mldsa_keygen_batch(int alg, size_t n, uint8_t *pks, uint8_t *sks, const uint8_t *seeds);
 int qv_mldsa_sign_batch(int alg, size_t n, uint8_t *sigs, const uint8_t *sks,
                         const uint8_t *msgs, size_t msg_len, const uint8_t *ctx, size_t ctx_len,
                         int deterministic);
