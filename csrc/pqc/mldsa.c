@@ -12,10 +12,12 @@
  * file, so memcheck flags any other use of secret data in a branch or an address. */
 #include "quantavirt/mldsa.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "core/wipe.h"
+#include "pqc/mldsa_internal.h"
 #include "quantavirt/errors.h"
 #include "quantavirt/keccak.h"
 
@@ -64,7 +66,7 @@ static const mldsa_params *mldsa_params_of(int alg)
 
 /* zeta^brv8(i) * 2^32 mod q, centred, for zeta = 1753 (FIPS 204 Appendix B in Montgomery
  * form); entry 0 is unused. */
-static const int32_t mldsa_zetas[N] = {
+const int32_t qv_mldsa_zetas[N] = {
     -4186625, 25847, -2608894, -518909, 237124, -777960, -876248, 466468,
     1826347, 2353451, -359251, -2091905, 3119733, -2884855, 3111497, 2680103,
     2725464, 1024112, -1079900, 3585928, -549488, -1119584, 2619752, -2108549,
@@ -127,12 +129,12 @@ static inline uint32_t ct_eq_mask(uint32_t a, uint32_t b)
     return (uint32_t)0 - (((a ^ b) - 1u) >> 31);
 }
 
-static void poly_ntt(poly *a)
+static void poly_ntt_portable(poly *a)
 {
     unsigned k = 0;
     for (unsigned len = 128; len > 0; len >>= 1) {
         for (unsigned start = 0; start < N; start += 2 * len) {
-            int64_t zeta = mldsa_zetas[++k];
+            int64_t zeta = qv_mldsa_zetas[++k];
             for (unsigned j = start; j < start + len; j++) {
                 int32_t t = mont_reduce(zeta * a->c[j + len]);
                 a->c[j + len] = a->c[j] - t;
@@ -144,13 +146,13 @@ static void poly_ntt(poly *a)
 
 /* Inverse NTT, leaving the result multiplied by 2^32 (undoing one Montgomery factor of a
  * pointwise product). Input coefficients must be below q in absolute value. */
-static void poly_invntt_tomont(poly *a)
+static void poly_invntt_tomont_portable(poly *a)
 {
     const int64_t f = 41978; /* 2^64 / 256 mod q */
     unsigned k = N;
     for (unsigned len = 1; len < N; len <<= 1) {
         for (unsigned start = 0; start < N; start += 2 * len) {
-            int64_t zeta = -mldsa_zetas[--k];
+            int64_t zeta = -qv_mldsa_zetas[--k];
             for (unsigned j = start; j < start + len; j++) {
                 int32_t t = a->c[j];
                 a->c[j] = t + a->c[j + len];
@@ -162,16 +164,72 @@ static void poly_invntt_tomont(poly *a)
         a->c[j] = mont_reduce(f * a->c[j]);
 }
 
-static void poly_pointwise(poly *r, const poly *a, const poly *b)
+static void poly_pointwise_portable(poly *r, const poly *a, const poly *b)
 {
     for (unsigned i = 0; i < N; i++)
         r->c[i] = mont_reduce((int64_t)a->c[i] * b->c[i]);
 }
 
-static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
+static void poly_pointwise_acc_portable(poly *r, const poly *a, const poly *b)
 {
     for (unsigned i = 0; i < N; i++)
         r->c[i] += mont_reduce((int64_t)a->c[i] * b->c[i]);
+}
+
+/* The code path: AVX2 kernels when the CPU has them (decided once per process, from CPUID),
+ * else portable C. Both give identical results. qv_mldsa_force_portable() exists for tests. */
+static atomic_int mldsa_use_avx2 = -1;
+
+static inline int use_avx2(void)
+{
+    int v = atomic_load_explicit(&mldsa_use_avx2, memory_order_relaxed);
+    if (v < 0) { /* first use: every thread computes the same answer */
+        v = qv_mldsa_have_avx2();
+        atomic_store_explicit(&mldsa_use_avx2, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void qv_mldsa_force_portable(int on)
+{
+    atomic_store_explicit(&mldsa_use_avx2, on ? 0 : qv_mldsa_have_avx2(), memory_order_relaxed);
+}
+
+const char *qv_mldsa_code_path(void)
+{
+    return use_avx2() ? "avx2" : "portable";
+}
+
+static void poly_ntt(poly *a)
+{
+    if (use_avx2())
+        qv_mldsa_ntt_avx2(a->c);
+    else
+        poly_ntt_portable(a);
+}
+
+static void poly_invntt_tomont(poly *a)
+{
+    if (use_avx2())
+        qv_mldsa_invntt_tomont_avx2(a->c);
+    else
+        poly_invntt_tomont_portable(a);
+}
+
+static void poly_pointwise(poly *r, const poly *a, const poly *b)
+{
+    if (use_avx2())
+        qv_mldsa_pointwise_avx2(r->c, a->c, b->c);
+    else
+        poly_pointwise_portable(r, a, b);
+}
+
+static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
+{
+    if (use_avx2())
+        qv_mldsa_pointwise_acc_avx2(r->c, a->c, b->c);
+    else
+        poly_pointwise_acc_portable(r, a, b);
 }
 
 static void poly_reduce(poly *a)

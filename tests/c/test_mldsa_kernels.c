@@ -139,11 +139,53 @@ static void check_ntt(void)
     }
 }
 
+/* The AVX2 kernels give exactly the portable results, including at the input bounds. */
+static void check_avx2_matches_portable(void)
+{
+    if (!qv_mldsa_have_avx2()) {
+        printf("no AVX2 on this CPU: AVX2 kernels not compared\n");
+        return;
+    }
+    for (int trial = 0; trial < 2000; trial++) {
+        poly a, b, p1, p2;
+        for (int i = 0; i < N; i++) {
+            /* inputs up to q in absolute value, extremes included */
+            int32_t v = (int32_t)(rng() % (2 * Q - 1)) - (Q - 1);
+            if (trial < 4)
+                v = trial == 0 ? Q - 1 : trial == 1 ? -(Q - 1) : trial == 2 ? 0 : (i & 1 ? Q - 1 : -(Q - 1));
+            a.c[i] = v;
+            b.c[i] = (int32_t)(rng() % (18 * Q + 1)) - 9 * Q; /* NTT outputs: |b| < 9q */
+        }
+        p1 = a;
+        p2 = a;
+        poly_ntt_portable(&p1);
+        qv_mldsa_ntt_avx2(p2.c);
+        CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "ntt avx2 differs (trial %d)", trial);
+        p1 = a;
+        p2 = a;
+        poly_invntt_tomont_portable(&p1);
+        qv_mldsa_invntt_tomont_avx2(p2.c);
+        CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "invntt avx2 differs (trial %d)", trial);
+        poly_pointwise_portable(&p1, &a, &b);
+        qv_mldsa_pointwise_avx2(p2.c, a.c, b.c);
+        CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "pointwise avx2 differs (trial %d)", trial);
+        poly_pointwise_acc_portable(&p1, &b, &a);
+        qv_mldsa_pointwise_acc_avx2(p2.c, b.c, a.c);
+        CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "pointwise_acc avx2 differs (trial %d)", trial);
+    }
+    printf("AVX2 kernels equal the portable ones\n");
+}
+
 int main(void)
 {
     check_rounding();
     check_norm();
-    check_ntt();
+    for (int path = 0; path < 2; path++) { /* the NTT product through each code path */
+        qv_mldsa_force_portable(path == 0);
+        check_ntt();
+    }
+    qv_mldsa_force_portable(0);
+    check_avx2_matches_portable();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
         return 1;

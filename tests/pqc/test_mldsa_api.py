@@ -133,3 +133,28 @@ def test_wrong_types_are_qverrors() -> None:
         with pytest.raises(QVError) as info:
             call()
         assert info.value.name == "QV_ERR_INVAL"
+
+
+def test_code_paths_agree() -> None:
+    """The AVX2 path (chosen from CPUID) and the portable path give identical keys and
+    deterministic signatures."""
+    from quantavirt._ffi import c_string, lib
+
+    assert c_string(lib.qv_mldsa_code_path()) in ("avx2", "portable")
+    results = []
+    try:
+        for portable in (1, 0):
+            lib.qv_mldsa_force_portable(portable)
+            if portable:
+                assert c_string(lib.qv_mldsa_code_path()) == "portable"
+            out = []
+            for algorithm in SIZES:
+                sig = Signature(algorithm)
+                for i in range(20):
+                    pk, sk = sig.keygen(seed=bytes([i]) * 32)
+                    out.append((pk, sk, sig.sign(sk, bytes([i]) * i, ctx=b"p",
+                                                 deterministic=True)))
+            results.append(out)
+    finally:
+        lib.qv_mldsa_force_portable(0)
+    assert results[0] == results[1]

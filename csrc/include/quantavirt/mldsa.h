@@ -54,4 +54,9 @@ int qv_mldsa_verify_batch(int alg, size_t n, uint8_t *ok, const uint8_t *pks,
                           const uint8_t *msgs, size_t msg_len, const uint8_t *sigs,
                           const uint8_t *ctx, size_t ctx_len);
 
+/* The code path serving ML-DSA on this CPU: "avx2" or "portable" (chosen from CPUID). */
+const char *qv_mldsa_code_path(void);
+/* Tests and benchmarks: force the portable path (on != 0) or go back to the CPUID choice. */
+void qv_mldsa_force_portable(int on);
+
 #endif
