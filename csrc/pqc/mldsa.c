@@ -380,60 +380,38 @@ static void unpack_simple(poly *a, const uint8_t *in, unsigned bits)
 
 /* ---- sampling (FIPS 204 section 7.3) ---------------------------------------------------- */
 
-/* RejNTTPoly(rho || s || r): uniform coefficients mod q from SHAKE128 (public data). */
-static void rej_ntt_poly(poly *a, const uint8_t rho[32], uint8_t s, uint8_t r)
+/* RejNTTPoly's parsing: coefficients mod q from 3-byte groups of SHAKE128 output (public
+ * data), appended to a from position j; returns the new count. len is a multiple of 3. */
+static unsigned rej_uniform(poly *a, unsigned j, const uint8_t *buf, size_t len)
 {
-    uint8_t seed[34], buf[3 * 56];
-    memcpy(seed, rho, 32);
-    seed[32] = s;
-    seed[33] = r;
-    qv_keccak st;
-    qv_shake128_init(&st);
-    qv_keccak_absorb(&st, seed, sizeof seed);
-    unsigned j = 0;
-    while (j < N) {
-        qv_keccak_squeeze(&st, buf, sizeof buf);
-        for (unsigned p = 0; p + 3 <= sizeof buf && j < N; p += 3) {
-            uint32_t z = buf[p] | ((uint32_t)buf[p + 1] << 8) | ((uint32_t)(buf[p + 2] & 0x7f) << 16);
-            if (z < Q)
-                a->c[j++] = (int32_t)z;
-        }
+    for (size_t p = 0; p + 3 <= len && j < N; p += 3) {
+        uint32_t z = buf[p] | ((uint32_t)buf[p + 1] << 8) | ((uint32_t)(buf[p + 2] & 0x7f) << 16);
+        if (z < Q)
+            a->c[j++] = (int32_t)z;
     }
+    return j;
 }
 
-/* RejBoundedPoly(rho' || IntegerToBytes(r, 2)): coefficients in [-eta, eta] from SHAKE256.
- * The samples are secret; only whether each half-byte is rejected is revealed. */
-static void rej_bounded_poly(poly *a, const uint8_t rhop[64], uint16_t r, unsigned eta)
+/* RejBoundedPoly's parsing: coefficients in [-eta, eta] from the half-bytes of SHAKE256
+ * output, appended from position j. The samples are secret; only whether each half-byte is
+ * rejected is revealed. */
+static unsigned rej_bounded(poly *a, unsigned j, const uint8_t *buf, size_t len, unsigned eta)
 {
-    uint8_t seed[66], buf[QV_SHAKE256_RATE];
-    memcpy(seed, rhop, 64);
-    seed[64] = (uint8_t)r;
-    seed[65] = (uint8_t)(r >> 8);
-    qv_keccak st;
-    qv_shake256_init(&st);
-    qv_keccak_absorb(&st, seed, sizeof seed);
     const uint32_t limit = eta == 2 ? 15 : 9;
-    unsigned j = 0;
-    while (j < N) {
-        qv_keccak_squeeze(&st, buf, sizeof buf);
-        for (unsigned p = 0; p < sizeof buf && j < N; p++) {
-            uint32_t half[2] = {buf[p] & 15u, (uint32_t)buf[p] >> 4};
-            for (unsigned h = 0; h < 2 && j < N; h++) {
-                uint32_t b = half[h];
-                uint32_t accept = (b - limit) >> 31; /* b < limit */
-                QV_CT_DECLASSIFY(&accept, sizeof accept);
-                if (accept) {
-                    /* eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10) for b < 15 */
-                    int32_t v = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10))
-                                         : 4 - (int32_t)b;
-                    a->c[j++] = v;
-                }
+    for (size_t p = 0; p < len && j < N; p++) {
+        uint32_t half[2] = {buf[p] & 15u, (uint32_t)buf[p] >> 4};
+        for (unsigned h = 0; h < 2 && j < N; h++) {
+            uint32_t b = half[h];
+            uint32_t accept = (b - limit) >> 31; /* b < limit */
+            QV_CT_DECLASSIFY(&accept, sizeof accept);
+            if (accept) {
+                /* eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10) for b < 15 */
+                a->c[j++] = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10))
+                                     : 4 - (int32_t)b;
             }
         }
     }
-    qv_wipe(buf, sizeof buf);
-    qv_wipe(seed, sizeof seed);
-    qv_keccak_wipe(&st);
+    return j;
 }
 
 /* SampleInBall(ctilde): tau coefficients +-1. Its input is secret until the signature is
@@ -478,29 +456,107 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
     qv_keccak_wipe(&st);
 }
 
+#define SHAKE128_BLOCKS_A 5 /* 840 bytes: enough for 256 coefficients almost always */
+#define SHAKE256_BLOCKS_S 2
+#define SHAKE256_BLOCKS_Y 5 /* 680 >= 32 * 20 bytes */
+
+/* Runs `count` XOF streams four at a time: lane l of a group gets seed seeds[first + l]
+ * (spare lanes repeat a real seed and are ignored). */
+typedef struct {
+    qv_mldsa_keccak_x4 st;
+    uint8_t buf[4][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
+    uint8_t seed[4][66];
+} xof_x4;
+
+static void xof_x4_start(xof_x4 *x, unsigned rate, size_t seed_len, size_t nblocks)
+{
+    const uint8_t *in[4] = {x->seed[0], x->seed[1], x->seed[2], x->seed[3]};
+    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
+    qv_mldsa_keccak_x4_absorb(&x->st, rate, in, seed_len);
+    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, nblocks);
+}
+
+static void xof_x4_more(xof_x4 *x)
+{
+    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
+    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, 1);
+}
+
 /* ExpandA: A_hat[r][s] = RejNTTPoly(rho || s || r), already in the NTT domain. */
 static void expand_a(poly a[K_MAX][L_MAX], const uint8_t rho[32], const mldsa_params *p)
 {
-    for (unsigned r = 0; r < p->k; r++)
-        for (unsigned s = 0; s < p->l; s++)
-            rej_ntt_poly(&a[r][s], rho, (uint8_t)s, (uint8_t)r);
+    const unsigned total = p->k * p->l;
+    xof_x4 x;
+    poly spare;
+    for (unsigned base = 0; base < total; base += 4) {
+        poly *dst[4];
+        unsigned cnt[4];
+        for (unsigned l = 0; l < 4; l++) {
+            unsigned idx = base + l < total ? base + l : base;
+            memcpy(x.seed[l], rho, 32);
+            x.seed[l][32] = (uint8_t)(idx % p->l); /* s: column */
+            x.seed[l][33] = (uint8_t)(idx / p->l); /* r: row */
+            dst[l] = base + l < total ? &a[idx / p->l][idx % p->l] : &spare;
+        }
+        xof_x4_start(&x, QV_SHAKE128_RATE, 34, SHAKE128_BLOCKS_A);
+        for (unsigned l = 0; l < 4; l++)
+            cnt[l] = rej_uniform(dst[l], 0, x.buf[l], SHAKE128_BLOCKS_A * QV_SHAKE128_RATE);
+        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
+            xof_x4_more(&x);
+            for (unsigned l = 0; l < 4; l++)
+                cnt[l] = rej_uniform(dst[l], cnt[l], x.buf[l], QV_SHAKE128_RATE);
+        }
+    }
+}
+
+/* ExpandS: s1[r] = RejBoundedPoly(rho' || r), s2[r] = RejBoundedPoly(rho' || l + r). */
+static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
+                     const mldsa_params *p)
+{
+    const unsigned total = p->k + p->l;
+    xof_x4 x;
+    poly spare;
+    for (unsigned base = 0; base < total; base += 4) {
+        poly *dst[4];
+        unsigned cnt[4];
+        for (unsigned l = 0; l < 4; l++) {
+            unsigned idx = base + l < total ? base + l : base;
+            memcpy(x.seed[l], rhop, 64);
+            x.seed[l][64] = (uint8_t)idx;
+            x.seed[l][65] = (uint8_t)(idx >> 8);
+            dst[l] = base + l >= total ? &spare : idx < p->l ? &s1[idx] : &s2[idx - p->l];
+        }
+        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_S);
+        for (unsigned l = 0; l < 4; l++)
+            cnt[l] = rej_bounded(dst[l], 0, x.buf[l], SHAKE256_BLOCKS_S * QV_SHAKE256_RATE,
+                                 p->eta);
+        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
+            xof_x4_more(&x);
+            for (unsigned l = 0; l < 4; l++)
+                cnt[l] = rej_bounded(dst[l], cnt[l], x.buf[l], QV_SHAKE256_RATE, p->eta);
+        }
+    }
+    qv_wipe(&x, sizeof x);
+    qv_wipe(&spare, sizeof spare);
 }
 
 /* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1). */
 static void expand_mask(poly y[L_MAX], const uint8_t rhopp[64], unsigned kappa,
                         const mldsa_params *p)
 {
-    uint8_t seed[66], buf[32 * 20];
-    memcpy(seed, rhopp, 64);
-    for (unsigned r = 0; r < p->l; r++) {
-        unsigned v = kappa + r;
-        seed[64] = (uint8_t)v;
-        seed[65] = (uint8_t)(v >> 8);
-        qv_shake256(buf, 32 * p->z_bits, seed, sizeof seed);
-        unpack_offset(&y[r], buf, p->gamma1, p->z_bits);
+    xof_x4 x;
+    for (unsigned base = 0; base < p->l; base += 4) {
+        for (unsigned l = 0; l < 4; l++) {
+            unsigned v = kappa + (base + l < p->l ? base + l : base);
+            memcpy(x.seed[l], rhopp, 64);
+            x.seed[l][64] = (uint8_t)v;
+            x.seed[l][65] = (uint8_t)(v >> 8);
+        }
+        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
+        for (unsigned l = 0; l < 4 && base + l < p->l; l++)
+            unpack_offset(&y[base + l], x.buf[l], p->gamma1, p->z_bits);
     }
-    qv_wipe(seed, sizeof seed);
-    qv_wipe(buf, sizeof buf);
+    qv_wipe(&x, sizeof x);
 }
 
 /* ---- encodings (FIPS 204 section 7.2) ----------------------------------------------------- */
@@ -593,10 +649,7 @@ int qv_mldsa_keygen_seed(int alg, uint8_t *pk, uint8_t *sk, const uint8_t *xi)
     QV_CT_DECLASSIFY(st.seeds, 32); /* rho is part of the public key */
 
     expand_a(st.a, rho, p);
-    for (unsigned r = 0; r < p->l; r++)
-        rej_bounded_poly(&st.s1[r], rhop, (uint16_t)r, p->eta);
-    for (unsigned r = 0; r < p->k; r++)
-        rej_bounded_poly(&st.s2[r], rhop, (uint16_t)(r + p->l), p->eta);
+    expand_s(st.s1, st.s2, rhop, p);
 
     for (unsigned j = 0; j < p->l; j++) {
         st.s1hat[j] = st.s1[j];

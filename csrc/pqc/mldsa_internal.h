@@ -3,6 +3,7 @@
 #ifndef QV_PQC_MLDSA_INTERNAL_H
 #define QV_PQC_MLDSA_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define QV_MLDSA_N 256
@@ -22,5 +23,18 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N]);
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N]);
+
+/* Four SHAKE sponges in step (mldsa_keccak_x4.c). absorb: the four inputs, all `len` bytes,
+ * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
+ * of `rate` bytes into each out[l]. */
+typedef struct {
+    uint64_t s[25 * 4]; /* lane i of sponge l at s[4 i + l] */
+    unsigned rate;
+} qv_mldsa_keccak_x4;
+
+void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
+                               const uint8_t *const in[4], size_t len);
+void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
+                                      size_t nblocks);
 
 #endif

@@ -176,8 +176,46 @@ static void check_avx2_matches_portable(void)
     printf("AVX2 kernels equal the portable ones\n");
 }
 
+/* Each lane of the four-way sponge equals the scalar SHAKE of its input, for input lengths
+ * around the rate and several output blocks. */
+static void check_keccak_x4(void)
+{
+    static uint8_t in[4][400], got[4][3 * 168], want[3 * 168];
+    const unsigned rates[2] = {QV_SHAKE128_RATE, QV_SHAKE256_RATE};
+    const size_t lens[] = {0, 1, 34, 66, 135, 136, 137, 167, 168, 169, 300, 400};
+    for (int path = 0; path < 2; path++) {
+        qv_mldsa_force_portable(path == 0);
+        for (unsigned r = 0; r < 2; r++) {
+            for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+                for (unsigned l = 0; l < 4; l++)
+                    for (size_t i = 0; i < sizeof in[l]; i++)
+                        in[l][i] = (uint8_t)rng();
+                const uint8_t *ins[4] = {in[0], in[1], in[2], in[3]};
+                uint8_t *outs[4] = {got[0], got[1], got[2], got[3]};
+                qv_mldsa_keccak_x4 st;
+                qv_mldsa_keccak_x4_absorb(&st, rates[r], ins, lens[li]);
+                qv_mldsa_keccak_x4_squeezeblocks(&st, outs, 2);
+                uint8_t *more[4] = {got[0] + 2 * rates[r], got[1] + 2 * rates[r],
+                                    got[2] + 2 * rates[r], got[3] + 2 * rates[r]};
+                qv_mldsa_keccak_x4_squeezeblocks(&st, more, 1);
+                for (unsigned l = 0; l < 4; l++) {
+                    if (rates[r] == QV_SHAKE128_RATE)
+                        qv_shake128(want, 3 * rates[r], in[l], lens[li]);
+                    else
+                        qv_shake256(want, 3 * rates[r], in[l], lens[li]);
+                    CHECK(memcmp(want, got[l], 3 * rates[r]) == 0,
+                          "keccak x4 (%s path) rate %u len %zu lane %u differs",
+                          path == 0 ? "portable" : "avx2", rates[r], lens[li], l);
+                }
+            }
+        }
+    }
+    qv_mldsa_force_portable(0);
+}
+
 int main(void)
 {
+    check_keccak_x4();
     check_rounding();
     check_norm();
     for (int path = 0; path < 2; path++) { /* the NTT product through each code path */
@@ -190,6 +228,6 @@ int main(void)
         fprintf(stderr, "%d failures\n", failures);
         return 1;
     }
-    printf("ML-DSA kernels: rounding exhaustive, norm bound, NTT products: OK\n");
+    printf("ML-DSA kernels: rounding exhaustive, norm bound, NTT products, 4-way SHAKE: OK\n");
     return 0;
 }
