@@ -44,12 +44,15 @@ __attribute__((target("avx2"))) static void permute_x4_avx2(uint64_t s[25 * 4])
     for (unsigned i = 0; i < 25; i++)
         a[i] = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
     for (unsigned round = 0; round < 24; round++) {
+#pragma GCC unroll 5
         for (unsigned x = 0; x < 5; x++)
             c[x] = _mm256_xor_si256(_mm256_xor_si256(a[x], a[x + 5]),
                                     _mm256_xor_si256(_mm256_xor_si256(a[x + 10], a[x + 15]),
                                                      a[x + 20]));
+#pragma GCC unroll 5
         for (unsigned x = 0; x < 5; x++)
             d[x] = _mm256_xor_si256(c[(x + 4) % 5], ROL(c[(x + 1) % 5], 1));
+#pragma GCC unroll 25
         for (unsigned i = 0; i < 25; i++)
             a[i] = _mm256_xor_si256(a[i], d[i % 5]);
         /* b[y + 5 ((2x + 3y) mod 5)] = rol(a[x + 5y], r[x][y]) */
@@ -78,7 +81,9 @@ __attribute__((target("avx2"))) static void permute_x4_avx2(uint64_t s[25 * 4])
         b[22] = ROL(a[14], 39);
         b[13] = ROL(a[19], 8);
         b[4] = ROL(a[24], 14);
+#pragma GCC unroll 5
         for (unsigned y = 0; y < 25; y += 5)
+#pragma GCC unroll 5
             for (unsigned x = 0; x < 5; x++)
                 a[y + x] = _mm256_xor_si256(b[y + x], _mm256_andnot_si256(b[y + (x + 1) % 5],
                                                                         b[y + (x + 2) % 5]));
