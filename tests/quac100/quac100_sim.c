@@ -223,7 +223,7 @@ static int op_keygen(pid_t pid, struct quac100_kem_keygen *k, int kem)
         k->result = QUAC100_RES_INVALID_KEY_SIZE;
         return 0;
     }
-    uint8_t seed[64], pk[4096], sk[4096];
+    uint8_t seed[64], pk[2592], sk[4896]; /* the largest: ML-DSA-87 */
     if (seeded && from_user(pid, seed, k->seed_addr, seedb) != 0)
         return -EFAULT;
     int rc;
@@ -568,7 +568,6 @@ static void sim_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     (void)fi;
-    (void)off;
     if (ino != INO_CONTROL) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -582,7 +581,13 @@ static void sim_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      (unsigned long long)counters.kem_decaps,
                      (unsigned long long)counters.sign_keygen,
                      (unsigned long long)counters.sign, (unsigned long long)counters.verify);
-    fuse_reply_buf(req, text, (size_t)n < size ? (size_t)n : size);
+    size_t len = (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1;
+    if (off < 0 || (size_t)off >= len) {
+        fuse_reply_buf(req, NULL, 0); /* end of file */
+        return;
+    }
+    size_t left = len - (size_t)off;
+    fuse_reply_buf(req, text + off, left < size ? left : size);
 }
 
 static void sim_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

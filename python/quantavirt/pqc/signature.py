@@ -111,6 +111,17 @@ def _resolve_backend(backend: str) -> str:
 class Signature:
     """One ML-DSA parameter set on one backend."""
 
+    def __new__(cls, algorithm: str, backend: str = "auto") -> Signature:
+        # quac100 / liboqs (or auto finding a card): a subclass serving every operation
+        # through the C backend interface (quantavirt.pqc.backend); software stays here.
+        if cls is Signature:
+            from quantavirt.pqc.backend import native_signature
+
+            served = native_signature(algorithm, backend)
+            if served is not None:
+                return served
+        return super().__new__(cls)
+
     def __init__(self, algorithm: str, backend: str = "auto") -> None:
         if algorithm not in ALGORITHMS:
             raise QVError("PQC_ERR_ALGORITHM", f"unknown signature algorithm {algorithm!r}; "
