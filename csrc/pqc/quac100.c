@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pqc/pqc_backend_internal.h"
@@ -158,9 +159,17 @@ static int attach_path(qv_pqc_backend *b, const char *path)
 {
     if (strlen(path) >= sizeof(b->info.path))
         return QUAC100_ERR_OPEN;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    /* O_NONBLOCK so that a FIFO named by mistake cannot hang the open; only character
+     * devices (the driver) and regular files (a FUSE-served test device) are accepted. */
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return errno == ENOENT ? QUAC100_ERR_NO_DEVICE : QUAC100_ERR_OPEN;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISREG(st.st_mode)) ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        close(fd);
+        return QUAC100_ERR_OPEN;
+    }
     b->fd = fd;
     b->gone = 0;
     int rc = query_device(b, path);

@@ -4,6 +4,7 @@ the software backend dispatching to exactly the core's functions."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_algorithm_names_ids_and_sizes() -> None:
     assert lib.qv_pqc_sizes(0x1103, ffi.NULL, ffi.NULL, ffi.NULL) == code_of("PQC_ERR_ALGORITHM")
 
 
-def test_open_by_name() -> None:
+def test_open_by_name(tmp_path: Path) -> None:
     out = ffi.new("qv_pqc_backend **")
     for bad in (b"gpu", b"", b"Software"):
         assert lib.qv_pqc_backend_open(bad, ffi.NULL, out) == code_of("PQC_ERR_BACKEND")
@@ -56,6 +57,12 @@ def test_open_by_name() -> None:
     # a file that is no QUAC 100: the ioctl is refused -> not the right interface
     rc = lib.qv_pqc_backend_open(b"quac100", b"/dev/null", out)
     assert rc == code_of("QUAC100_ERR_VERSION")
+    # neither a device nor a regular file (a FIFO would block a plain open): refused
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        rc = lib.qv_pqc_backend_open(b"quac100", str(path).encode(), out)
+        assert rc == code_of("QUAC100_ERR_OPEN")
     if liboqs_location() is None:
         assert lib.qv_pqc_backend_open(b"liboqs", ffi.NULL, out) == code_of("PQC_ERR_BACKEND")
 
