@@ -56,6 +56,27 @@ def build_simulator() -> Path:
     return out
 
 
+SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+              "-fno-omit-frame-pointer"]
+
+
+def build_sanitized_fuzz_driver() -> Path:
+    """quac100_fuzz_driver.c against the core built with ASan + UBSan (build/quac100-asan)."""
+    build = ROOT / "build" / "quac100-asan"
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DQV_BUILD_PYTHON=OFF",
+                    "-DQV_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], check=True,
+                   capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "qv_core"], check=True,
+                   capture_output=True)
+    out = build / "quac100_fuzz_driver"
+    subprocess.run(["gcc", "-O1", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
+                    "-Werror", *SANITIZERS, f"-I{ROOT / 'csrc' / 'include'}",
+                    str(SOURCE.with_name("quac100_fuzz_driver.c")), str(build / "libqv_core.a"),
+                    "-lcrypto", "-lpthread", "-ldl", "-o", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
 def build_shared_object(source: Path, out: Path) -> Path:
     """A shared library from `source` linked with the core (the fake liboqs of the tests)."""
     core = build_core()
