@@ -149,3 +149,43 @@ def test_diagnostics_through_the_c_interface(card: SimDevice) -> None:
     counters = ffi.new("uint64_t[10]")
     assert lib.qv_quac100_counters(b, counters) == 0
     assert counters[0] == 1 and counters[6] == 64  # kem_keygen, random_bytes
+
+
+def test_threads_share_one_card_handle(card: SimDevice) -> None:
+    """cffi releases the GIL: several threads drive one handle (one fd) at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hw, sw = KEM("ML-KEM-768", backend="quac100"), KEM("ML-KEM-768", backend="software")
+    pk, sk = sw.keygen()
+
+    def work(i: int) -> bool:
+        ct, ss = hw.encaps(pk)
+        return hw.decaps(sk, ct) == ss == sw.decaps(sk, ct)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(work, range(200)))
+    assert card.stats()["kem_encaps"] == 200
+
+
+def test_threads_when_the_card_vanishes(start_sim, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The device dies under four busy threads: each call succeeds (before) or gives
+    QUAC100_ERR_GONE (after), never anything else."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dev = start_sim("exit_after=150")
+    monkeypatch.setenv(DEVICE_ENV, dev.path)
+    hw, sw = KEM("ML-KEM-512", backend="quac100"), KEM("ML-KEM-512", backend="software")
+    pk, sk = sw.keygen()
+
+    def work(i: int) -> str:
+        try:
+            ct, ss = hw.encaps(pk)
+        except QVError as e:
+            return e.name
+        assert sw.decaps(sk, ct) == ss
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(300)))
+    assert set(results) == {"ok", "QUAC100_ERR_GONE"}
+    assert results.count("ok") == 149 and results[-1] == "QUAC100_ERR_GONE"
