@@ -88,10 +88,10 @@ class KEM:
 
     __slots__ = ("algorithm", "backend", "_level", "_pk", "_sk", "_ct")
 
-    def __new__(cls, algorithm: str, backend: str = "auto") -> KEM:
+    def __new__(cls, algorithm: str = "", backend: str = "auto") -> KEM:
         # quac100 / liboqs (or auto finding a card): a subclass serving every operation
         # through the C backend interface (quantavirt.pqc.backend); software stays here.
-        if cls is KEM:
+        if cls is KEM and algorithm:  # (no arguments: copy / pickle internals)
             from quantavirt.pqc.backend import native_kem
 
             served = native_kem(algorithm, backend)

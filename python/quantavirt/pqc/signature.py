@@ -111,10 +111,10 @@ def _resolve_backend(backend: str) -> str:
 class Signature:
     """One ML-DSA parameter set on one backend."""
 
-    def __new__(cls, algorithm: str, backend: str = "auto") -> Signature:
+    def __new__(cls, algorithm: str = "", backend: str = "auto") -> Signature:
         # quac100 / liboqs (or auto finding a card): a subclass serving every operation
         # through the C backend interface (quantavirt.pqc.backend); software stays here.
-        if cls is Signature:
+        if cls is Signature and algorithm:  # (no arguments: copy / pickle internals)
             from quantavirt.pqc.backend import native_signature
 
             served = native_signature(algorithm, backend)
