@@ -253,5 +253,15 @@ _Static_assert(sizeof(struct quac100_kem_decaps) == 80, "quac100_kem_decaps size
 _Static_assert(sizeof(struct quac100_sign) == 104, "quac100_sign size");
 _Static_assert(sizeof(struct quac100_verify) == 96, "quac100_verify size");
 _Static_assert(sizeof(struct quac100_random) == 40, "quac100_random size");
+/* Field offsets the host and the card must agree on beyond the sizes. */
+_Static_assert(__builtin_offsetof(struct quac100_kem_keygen, result) == 40, "keygen result");
+_Static_assert(__builtin_offsetof(struct quac100_kem_keygen, seed_addr) == 48, "keygen seed");
+_Static_assert(__builtin_offsetof(struct quac100_kem_encaps, result) == 56, "encaps result");
+_Static_assert(__builtin_offsetof(struct quac100_kem_decaps, result) == 56, "decaps result");
+_Static_assert(__builtin_offsetof(struct quac100_sign, sig_actual) == 56, "sign sig_actual");
+_Static_assert(__builtin_offsetof(struct quac100_sign, result) == 80, "sign result");
+_Static_assert(__builtin_offsetof(struct quac100_verify, result) == 72, "verify result");
+_Static_assert(__builtin_offsetof(struct quac100_device_info, capabilities) == 128,
+               "device_info capabilities");
 
 #endif
