@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -801,6 +803,11 @@ int main(int argc, char **argv)
 {
     faults_reset();
     started = time(NULL);
+    /* A test runner that dies must not leave the device mounted: SIGTERM on parent death
+     * ends the session loop, which unmounts. */
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+        return 1;
     const char *mountpoint = NULL;
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--name=", 7) == 0)
