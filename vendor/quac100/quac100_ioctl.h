@@ -9,6 +9,12 @@
  *   - Buffer sizes are u64, next to their u64 user addresses (no hidden padding).
  *   - Sizes are FIPS 203 / FIPS 204 final (not the SDK's pre-standard Dilithium sizes).
  *   - device_info firmware version is three u16 fields.
+ *   - QuantaVirt extension, in space the vendor leaves reserved: KEM_KEYGEN / SIGN_KEYGEN
+ *     with QUAC100_KEYGEN_FLAG_SEED take the FIPS seed (ML-KEM d || z, 64 bytes; ML-DSA xi,
+ *     32 bytes) at seed_addr/seed_size, for deterministic key generation. A card that ignores
+ *     the flag is caught by the host (the key does not match the seed), never trusted.
+ *   - VERIFY reports an invalid signature as QUAC100_RES_VERIFICATION_FAILED; only 0 means
+ *     valid.
  */
 #ifndef QUAC100_IOCTL_H
 #define QUAC100_IOCTL_H
@@ -100,6 +106,8 @@ struct quac100_device_info {
     __u32 reserved[8];
 };
 
+#define QUAC100_KEYGEN_FLAG_SEED 0x1u
+
 struct quac100_kem_keygen {
     __u32 algorithm;
     __u32 flags;
@@ -108,7 +116,9 @@ struct quac100_kem_keygen {
     __u64 sk_addr;
     __u64 sk_size;
     __s32 result;
-    __u32 reserved[5];
+    __u32 reserved0;
+    __u64 seed_addr;          /* extension: with QUAC100_KEYGEN_FLAG_SEED */
+    __u64 seed_size;
 };
 
 struct quac100_kem_encaps {
@@ -243,5 +253,15 @@ _Static_assert(sizeof(struct quac100_kem_decaps) == 80, "quac100_kem_decaps size
 _Static_assert(sizeof(struct quac100_sign) == 104, "quac100_sign size");
 _Static_assert(sizeof(struct quac100_verify) == 96, "quac100_verify size");
 _Static_assert(sizeof(struct quac100_random) == 40, "quac100_random size");
+/* Field offsets the host and the card must agree on beyond the sizes. */
+_Static_assert(__builtin_offsetof(struct quac100_kem_keygen, result) == 40, "keygen result");
+_Static_assert(__builtin_offsetof(struct quac100_kem_keygen, seed_addr) == 48, "keygen seed");
+_Static_assert(__builtin_offsetof(struct quac100_kem_encaps, result) == 56, "encaps result");
+_Static_assert(__builtin_offsetof(struct quac100_kem_decaps, result) == 56, "decaps result");
+_Static_assert(__builtin_offsetof(struct quac100_sign, sig_actual) == 56, "sign sig_actual");
+_Static_assert(__builtin_offsetof(struct quac100_sign, result) == 80, "sign result");
+_Static_assert(__builtin_offsetof(struct quac100_verify, result) == 72, "verify result");
+_Static_assert(__builtin_offsetof(struct quac100_device_info, capabilities) == 128,
+               "device_info capabilities");
 
 #endif

@@ -43,6 +43,7 @@
     X(QUAC100_ERR_TIMEOUT, -206, "QUAC 100 operation timed out")                     \
     X(QUAC100_ERR_NOTSUP, -207, "operation not supported by the QUAC 100 card")      \
     X(QUAC100_ERR_GONE, -208, "the QUAC 100 device went away")                       \
+    X(QUAC100_ERR_BUSY, -209, "the QUAC 100 card is busy")                           \
     X(QV_MIG_ERR_CONNECT, -300, "cannot connect to the migration peer")              \
     X(QV_MIG_ERR_AUTH, -301, "migration peer authentication failed")                 \
     X(QV_MIG_ERR_VERSION, -302, "migration peer version mismatch")                   \

@@ -1,0 +1,155 @@
+/* Keccak-f[1600] (FIPS 202 section 3) written for speed: the step mappings are loops over
+ * constant indices that the compiler unrolls completely, so the 25 lanes live in registers.
+ * The same round code runs on uint64_t (one state) and on __m256i (four states, AVX2). */
+#include "pqc/keccak_x4.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define QV_HAVE_AVX2_CODE 1
+#endif
+
+static const uint64_t keccak_rc[24] = {
+    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
+    0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
+    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
+    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000aULL,
+    0x000000008000808bULL, 0x800000000000008bULL, 0x8000000000008089ULL,
+    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
+    0x000000000000800aULL, 0x800000008000000aULL, 0x8000000080008081ULL,
+    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
+};
+
+/* rho offset of lane x + 5y, and where pi moves it: B[y + 5((2x + 3y) mod 5)]. */
+static const unsigned keccak_rho_off[25] = {0,  1,  62, 28, 27, 36, 44, 6,  55, 20, 3,  10, 43,
+                                            25, 39, 41, 45, 15, 21, 8,  18, 2,  61, 56, 14};
+static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6,  7,  17, 2,
+                                           12, 22, 23, 8,  18, 3,  13, 14, 24, 9,  19, 4};
+
+/* One round over lanes of type T, given XOR, ANDN(a, b) = ~a & b and ROL(x, n). */
+#define KECCAK_ROUND(T, a, XOR, ANDN, ROL, rc)                                                  \
+    do {                                                                                       \
+        T c_[5], d_[5], b_[25];                                                                \
+        _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) c_[x_] =                        \
+            XOR(XOR(XOR(a[x_], a[x_ + 5]), XOR(a[x_ + 10], a[x_ + 15])), a[x_ + 20]);          \
+        _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) d_[x_] =                        \
+            XOR(c_[(x_ + 4) % 5], ROL(c_[(x_ + 1) % 5], 1));                                   \
+        _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) b_[keccak_pi_dst[i_]] =       \
+            ROL(XOR(a[i_], d_[i_ % 5]), keccak_rho_off[i_]);                                   \
+        _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) a[i_] =                       \
+            XOR(b_[i_], ANDN(b_[i_ - i_ % 5 + (i_ + 1) % 5], b_[i_ - i_ % 5 + (i_ + 2) % 5])); \
+        a[0] = XOR(a[0], rc);                                                                  \
+    } while (0)
+
+#define X64_XOR(a, b) ((a) ^ (b))
+#define X64_ANDN(a, b) (~(a) & (b))
+#define X64_ROL(x, n) (((x) << (n)) | ((x) >> ((64 - (n)) & 63)))
+
+void qv_keccak_f1600_fast(uint64_t s[25])
+{
+    uint64_t a[25];
+    memcpy(a, s, sizeof a);
+    for (int round = 0; round < 24; round++)
+        KECCAK_ROUND(uint64_t, a, X64_XOR, X64_ANDN, X64_ROL, keccak_rc[round]);
+    memcpy(s, a, sizeof a);
+}
+
+static void keccakx4_portable(qv_keccakx4 *st)
+{
+    for (int l = 0; l < 4; l++) {
+        uint64_t a[25];
+        for (int i = 0; i < 25; i++)
+            a[i] = st->s[i][l];
+        qv_keccak_f1600_fast(a);
+        for (int i = 0; i < 25; i++)
+            st->s[i][l] = a[i];
+    }
+}
+
+#ifdef QV_HAVE_AVX2_CODE
+#define V_XOR(a, b) _mm256_xor_si256((a), (b))
+#define V_ANDN(a, b) _mm256_andnot_si256((a), (b))
+#define V_ROL(x, n)                                                                            \
+    _mm256_or_si256(_mm256_sll_epi64((x), _mm_cvtsi32_si128((int)(n))),                        \
+                    _mm256_srl_epi64((x), _mm_cvtsi32_si128((int)(64 - (n)))))
+
+__attribute__((target("avx2"))) static void keccakx4_avx2(qv_keccakx4 *st)
+{
+    __m256i a[25];
+    for (int i = 0; i < 25; i++)
+        a[i] = _mm256_load_si256((const __m256i *)st->s[i]);
+    for (int round = 0; round < 24; round++) {
+        __m256i rc = _mm256_set1_epi64x((long long)keccak_rc[round]);
+        KECCAK_ROUND(__m256i, a, V_XOR, V_ANDN, V_ROL, rc);
+    }
+    for (int i = 0; i < 25; i++)
+        _mm256_store_si256((__m256i *)st->s[i], a[i]);
+}
+#endif
+
+static int avx2_allowed = 1;
+
+int qv_keccakx4_uses_avx2(void)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    return avx2_allowed && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+void qv_keccakx4_allow_avx2(int enable)
+{
+    avx2_allowed = enable != 0;
+}
+
+void qv_keccak_f1600_x4(qv_keccakx4 *st)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    if (qv_keccakx4_uses_avx2()) {
+        keccakx4_avx2(st);
+        return;
+    }
+#endif
+    keccakx4_portable(st);
+}
+
+static inline uint64_t load64_le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline void store64_le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void qv_keccakx4_absorb_once(qv_keccakx4 *st, unsigned rate, uint8_t suffix,
+                             const uint8_t *const in[4], size_t len)
+{
+    memset(st, 0, sizeof *st);
+    for (int l = 0; l < 4; l++) {
+        uint8_t block[200] = {0};
+        memcpy(block, in[l], len);
+        block[len] ^= suffix;
+        block[rate - 1] ^= 0x80;
+        for (unsigned i = 0; i < rate / 8; i++)
+            st->s[i][l] = load64_le(block + 8 * i);
+    }
+}
+
+void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const out[4],
+                                size_t nblocks)
+{
+    for (size_t b = 0; b < nblocks; b++) {
+        qv_keccak_f1600_x4(st);
+        for (int l = 0; l < 4; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                store64_le(out[l] + b * rate + 8 * i, st->s[i][l]);
+    }
+}

@@ -1,0 +1,205 @@
+/* AVX2 kernels for ML-DSA: forward and inverse NTT and pointwise Montgomery products on
+ * eight 32-bit lanes. They perform exactly the portable code's operations on every
+ * coefficient (same butterflies, same Montgomery reductions), so results are bit-identical;
+ * the last three NTT layers (distance 4, 2, 1) regroup coefficients with permutes so that
+ * every butterfly stays vertical. Compiled for AVX2 with a target attribute and chosen at
+ * run time (qv_mldsa_have_avx2). No data-dependent branches or indices. */
+#include "pqc/mldsa_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+int qv_mldsa_have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+/* a * b * 2^-32 mod q per lane (|a b| < 2^31 q), as mont_reduce((int64_t)a * b). */
+static inline AVX2 __m256i mont_mul(__m256i a, __m256i b)
+{
+    const __m256i q = _mm256_set1_epi32(QV_MLDSA_Q);
+    const __m256i qinv = _mm256_set1_epi32(QV_MLDSA_QINV);
+    __m256i pe = _mm256_mul_epi32(a, b);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
+    __m256i te = _mm256_mul_epi32(pe, qinv); /* low 32 bits: t = p * q^-1 mod 2^32 */
+    __m256i to = _mm256_mul_epi32(po, qinv);
+    __m256i re = _mm256_sub_epi64(pe, _mm256_mul_epi32(te, q)); /* (p - t q): low half 0 */
+    __m256i ro = _mm256_sub_epi64(po, _mm256_mul_epi32(to, q));
+    return _mm256_blend_epi32(_mm256_srli_epi64(re, 32), ro, 0xAA);
+}
+
+/* Cooley-Tukey butterfly: (x, y) -> (x + z y, x - z y). */
+static inline AVX2 void ct_butterfly(__m256i *x, __m256i *y, __m256i z)
+{
+    __m256i t = mont_mul(z, *y);
+    *y = _mm256_sub_epi32(*x, t);
+    *x = _mm256_add_epi32(*x, t);
+}
+
+/* Gentleman-Sande butterfly: (x, y) -> (x + y, z (x - y)). */
+static inline AVX2 void gs_butterfly(__m256i *x, __m256i *y, __m256i z)
+{
+    __m256i t = *x;
+    *x = _mm256_add_epi32(t, *y);
+    *y = mont_mul(z, _mm256_sub_epi32(t, *y));
+}
+
+static inline AVX2 __m256i load(const int32_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+static inline AVX2 void store(int32_t *p, __m256i v)
+{
+    _mm256_storeu_si256((__m256i *)p, v);
+}
+
+/* Zeta of block b at the layer of distance len (forward order), and the inverse's. */
+static inline int32_t fwd_zeta(unsigned len, unsigned b)
+{
+    return qv_mldsa_zetas[QV_MLDSA_N / (2 * len) + b];
+}
+
+static inline int32_t inv_zeta(unsigned len, unsigned b)
+{
+    return -qv_mldsa_zetas[2 * (QV_MLDSA_N / (2 * len)) - 1 - b];
+}
+
+AVX2 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N])
+{
+    /* Layers with distance >= 8: whole vectors pair up. */
+    for (unsigned len = 128; len >= 8; len >>= 1) {
+        for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
+            __m256i z = _mm256_set1_epi32(fwd_zeta(len, b));
+            for (unsigned j = start; j < start + len; j += 8) {
+                __m256i x = load(a + j), y = load(a + j + len);
+                ct_butterfly(&x, &y, z);
+                store(a + j, x);
+                store(a + j + len, y);
+            }
+        }
+    }
+    /* Distances 4, 2, 1 on 16 coefficients c0..c15 (two 8-blocks e = 16 i / 8). */
+    for (unsigned i = 0; i < QV_MLDSA_N; i += 16) {
+        __m256i x = load(a + i), y = load(a + i + 8);
+        unsigned e = i / 8;
+        /* len 4: A = c0-3 | c8-11, B = c4-7 | c12-15 */
+        __m256i A = _mm256_permute2x128_si256(x, y, 0x20);
+        __m256i B = _mm256_permute2x128_si256(x, y, 0x31);
+        __m256i z4 = _mm256_setr_epi32(fwd_zeta(4, e), fwd_zeta(4, e), fwd_zeta(4, e),
+                                       fwd_zeta(4, e), fwd_zeta(4, e + 1), fwd_zeta(4, e + 1),
+                                       fwd_zeta(4, e + 1), fwd_zeta(4, e + 1));
+        ct_butterfly(&A, &B, z4);
+        /* len 2: A2 = c0 c1 c4 c5 | c8 c9 c12 c13, B2 = c2 c3 c6 c7 | c10 c11 c14 c15 */
+        __m256i A2 = _mm256_unpacklo_epi64(A, B);
+        __m256i B2 = _mm256_unpackhi_epi64(A, B);
+        unsigned f = 2 * e;
+        __m256i z2 = _mm256_setr_epi32(fwd_zeta(2, f), fwd_zeta(2, f), fwd_zeta(2, f + 1),
+                                       fwd_zeta(2, f + 1), fwd_zeta(2, f + 2),
+                                       fwd_zeta(2, f + 2), fwd_zeta(2, f + 3),
+                                       fwd_zeta(2, f + 3));
+        ct_butterfly(&A2, &B2, z2);
+        /* len 1: E = c0 c2 c4 c6 | c8 .. c14, O = c1 c3 c5 c7 | c9 .. c15: lane i holds pair
+         * (c2i, c2i+1) */
+        __m256i E = _mm256_blend_epi32(A2, _mm256_slli_epi64(B2, 32), 0xAA);
+        __m256i O = _mm256_blend_epi32(_mm256_srli_epi64(A2, 32), B2, 0xAA);
+        unsigned g = 4 * e;
+        __m256i z1 = _mm256_setr_epi32(fwd_zeta(1, g), fwd_zeta(1, g + 1), fwd_zeta(1, g + 2),
+                                       fwd_zeta(1, g + 3), fwd_zeta(1, g + 4),
+                                       fwd_zeta(1, g + 5), fwd_zeta(1, g + 6),
+                                       fwd_zeta(1, g + 7));
+        ct_butterfly(&E, &O, z1);
+        /* back to natural order */
+        A2 = _mm256_blend_epi32(E, _mm256_slli_epi64(O, 32), 0xAA);
+        B2 = _mm256_blend_epi32(_mm256_srli_epi64(E, 32), O, 0xAA);
+        A = _mm256_unpacklo_epi64(A2, B2);
+        B = _mm256_unpackhi_epi64(A2, B2);
+        store(a + i, _mm256_permute2x128_si256(A, B, 0x20));
+        store(a + i + 8, _mm256_permute2x128_si256(A, B, 0x31));
+    }
+}
+
+AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
+{
+    for (unsigned i = 0; i < QV_MLDSA_N; i += 16) {
+        __m256i x = load(a + i), y = load(a + i + 8);
+        unsigned e = i / 8, f = 2 * e, g = 4 * e;
+        __m256i A = _mm256_permute2x128_si256(x, y, 0x20);
+        __m256i B = _mm256_permute2x128_si256(x, y, 0x31);
+        __m256i A2 = _mm256_unpacklo_epi64(A, B);
+        __m256i B2 = _mm256_unpackhi_epi64(A, B);
+        __m256i E = _mm256_blend_epi32(A2, _mm256_slli_epi64(B2, 32), 0xAA);
+        __m256i O = _mm256_blend_epi32(_mm256_srli_epi64(A2, 32), B2, 0xAA);
+        __m256i z1 = _mm256_setr_epi32(inv_zeta(1, g), inv_zeta(1, g + 1), inv_zeta(1, g + 2),
+                                       inv_zeta(1, g + 3), inv_zeta(1, g + 4),
+                                       inv_zeta(1, g + 5), inv_zeta(1, g + 6),
+                                       inv_zeta(1, g + 7));
+        gs_butterfly(&E, &O, z1);
+        A2 = _mm256_blend_epi32(E, _mm256_slli_epi64(O, 32), 0xAA);
+        B2 = _mm256_blend_epi32(_mm256_srli_epi64(E, 32), O, 0xAA);
+        __m256i z2 = _mm256_setr_epi32(inv_zeta(2, f), inv_zeta(2, f), inv_zeta(2, f + 1),
+                                       inv_zeta(2, f + 1), inv_zeta(2, f + 2),
+                                       inv_zeta(2, f + 2), inv_zeta(2, f + 3),
+                                       inv_zeta(2, f + 3));
+        gs_butterfly(&A2, &B2, z2);
+        A = _mm256_unpacklo_epi64(A2, B2);
+        B = _mm256_unpackhi_epi64(A2, B2);
+        __m256i z4 = _mm256_setr_epi32(inv_zeta(4, e), inv_zeta(4, e), inv_zeta(4, e),
+                                       inv_zeta(4, e), inv_zeta(4, e + 1), inv_zeta(4, e + 1),
+                                       inv_zeta(4, e + 1), inv_zeta(4, e + 1));
+        gs_butterfly(&A, &B, z4);
+        store(a + i, _mm256_permute2x128_si256(A, B, 0x20));
+        store(a + i + 8, _mm256_permute2x128_si256(A, B, 0x31));
+    }
+    for (unsigned len = 8; len < QV_MLDSA_N; len <<= 1) {
+        for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
+            __m256i z = _mm256_set1_epi32(inv_zeta(len, b));
+            for (unsigned j = start; j < start + len; j += 8) {
+                __m256i x = load(a + j), y = load(a + j + len);
+                gs_butterfly(&x, &y, z);
+                store(a + j, x);
+                store(a + j + len, y);
+            }
+        }
+    }
+    const __m256i f = _mm256_set1_epi32(QV_MLDSA_INVNTT_F);
+    for (unsigned j = 0; j < QV_MLDSA_N; j += 8)
+        store(a + j, mont_mul(f, load(a + j)));
+}
+
+AVX2 void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                  const int32_t b[QV_MLDSA_N])
+{
+    for (unsigned j = 0; j < QV_MLDSA_N; j += 8)
+        store(r + j, mont_mul(load(a + j), load(b + j)));
+}
+
+AVX2 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                      const int32_t b[QV_MLDSA_N])
+{
+    for (unsigned j = 0; j < QV_MLDSA_N; j += 8)
+        store(r + j, _mm256_add_epi32(load(r + j), mont_mul(load(a + j), load(b + j))));
+}
+
+#else /* not x86-64 with GCC or Clang: the portable code is used */
+
+int qv_mldsa_have_avx2(void)
+{
+    return 0;
+}
+void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }
+void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }
+void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                             const int32_t b[QV_MLDSA_N])
+{
+    (void)r, (void)a, (void)b;
+}
+void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                 const int32_t b[QV_MLDSA_N])
+{
+    (void)r, (void)a, (void)b;
+}
+
+#endif

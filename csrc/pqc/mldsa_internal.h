@@ -1,0 +1,40 @@
+/* Internal to the ML-DSA implementation: the NTT constants shared by the portable code
+ * (mldsa.c) and the AVX2 kernels (mldsa_avx2.c). */
+#ifndef QV_PQC_MLDSA_INTERNAL_H
+#define QV_PQC_MLDSA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QV_MLDSA_N 256
+#define QV_MLDSA_Q 8380417
+#define QV_MLDSA_QINV 58728449 /* q^-1 mod 2^32 */
+#define QV_MLDSA_INVNTT_F 41978 /* 2^64 / 256 mod q */
+
+/* zeta^brv8(i) * 2^32 mod q, centred, zeta = 1753; entry 0 unused. */
+extern const int32_t qv_mldsa_zetas[QV_MLDSA_N];
+
+/* AVX2 kernels, bit-identical to the portable ones (same operations per coefficient); only
+ * call them when qv_mldsa_have_avx2() says the CPU has AVX2. */
+int qv_mldsa_have_avx2(void);
+void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                             const int32_t b[QV_MLDSA_N]);
+void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                 const int32_t b[QV_MLDSA_N]);
+
+/* Four SHAKE sponges in step (mldsa_keccak_x4.c). absorb: the four inputs, all `len` bytes,
+ * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
+ * of `rate` bytes into each out[l]. */
+typedef struct {
+    uint64_t s[25 * 4]; /* lane i of sponge l at s[4 i + l] */
+    unsigned rate;
+} qv_mldsa_keccak_x4;
+
+void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
+                               const uint8_t *const in[4], size_t len);
+void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
+                                      size_t nblocks);
+
+#endif

@@ -1,0 +1,151 @@
+/* Four independent FIPS 202 sponges (SHAKE128 / SHAKE256) advanced together, for the many
+ * same-length XOF calls of ML-DSA (ExpandA, ExpandS, ExpandMask). With AVX2 one permutation
+ * call runs Keccak-f[1600] on all four states in the lanes of 256-bit registers; without it the
+ * scalar qv_keccak_f1600 runs four times. Either way each lane's output is exactly that
+ * lane's SHAKE output (tests/c/test_mldsa_kernels.c compares with qv_shake128/256). */
+#include <string.h>
+
+#include "pqc/mldsa_internal.h"
+#include "quantavirt/keccak.h"
+
+static void permute_x4_portable(uint64_t s[25 * 4])
+{
+    uint64_t lane[25];
+    for (unsigned l = 0; l < 4; l++) {
+        for (unsigned i = 0; i < 25; i++)
+            lane[i] = s[4 * i + l];
+        qv_keccak_f1600(lane);
+        for (unsigned i = 0; i < 25; i++)
+            s[4 * i + l] = lane[i];
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+static const uint64_t rc_x4[24] = {
+    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
+    0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
+    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
+    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000aULL,
+    0x000000008000808bULL, 0x800000000000008bULL, 0x8000000000008089ULL,
+    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
+    0x000000000000800aULL, 0x800000008000000aULL, 0x8000000080008081ULL,
+    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
+};
+
+#define ROL(x, n) _mm256_or_si256(_mm256_slli_epi64((x), (n)), _mm256_srli_epi64((x), 64 - (n)))
+
+/* One round on state a (index x + 5 y): theta, rho and pi into b, chi back into a, iota. The
+ * rho offsets and pi positions are written out so every shift count is an immediate. */
+__attribute__((target("avx2"))) static void permute_x4_avx2(uint64_t s[25 * 4])
+{
+    __m256i a[25], b[25], c[5], d[5];
+    for (unsigned i = 0; i < 25; i++)
+        a[i] = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
+    for (unsigned round = 0; round < 24; round++) {
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            c[x] = _mm256_xor_si256(_mm256_xor_si256(a[x], a[x + 5]),
+                                    _mm256_xor_si256(_mm256_xor_si256(a[x + 10], a[x + 15]),
+                                                     a[x + 20]));
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            d[x] = _mm256_xor_si256(c[(x + 4) % 5], ROL(c[(x + 1) % 5], 1));
+#pragma GCC unroll 25
+        for (unsigned i = 0; i < 25; i++)
+            a[i] = _mm256_xor_si256(a[i], d[i % 5]);
+        /* b[y + 5 ((2x + 3y) mod 5)] = rol(a[x + 5y], r[x][y]) */
+        b[0] = a[0];
+        b[16] = ROL(a[5], 36);
+        b[7] = ROL(a[10], 3);
+        b[23] = ROL(a[15], 41);
+        b[14] = ROL(a[20], 18);
+        b[10] = ROL(a[1], 1);
+        b[1] = ROL(a[6], 44);
+        b[17] = ROL(a[11], 10);
+        b[8] = ROL(a[16], 45);
+        b[24] = ROL(a[21], 2);
+        b[20] = ROL(a[2], 62);
+        b[11] = ROL(a[7], 6);
+        b[2] = ROL(a[12], 43);
+        b[18] = ROL(a[17], 15);
+        b[9] = ROL(a[22], 61);
+        b[5] = ROL(a[3], 28);
+        b[21] = ROL(a[8], 55);
+        b[12] = ROL(a[13], 25);
+        b[3] = ROL(a[18], 21);
+        b[19] = ROL(a[23], 56);
+        b[15] = ROL(a[4], 27);
+        b[6] = ROL(a[9], 20);
+        b[22] = ROL(a[14], 39);
+        b[13] = ROL(a[19], 8);
+        b[4] = ROL(a[24], 14);
+#pragma GCC unroll 5
+        for (unsigned y = 0; y < 25; y += 5)
+#pragma GCC unroll 5
+            for (unsigned x = 0; x < 5; x++)
+                a[y + x] = _mm256_xor_si256(b[y + x], _mm256_andnot_si256(b[y + (x + 1) % 5],
+                                                                        b[y + (x + 2) % 5]));
+        a[0] = _mm256_xor_si256(a[0], _mm256_set1_epi64x((long long)rc_x4[round]));
+    }
+    for (unsigned i = 0; i < 25; i++)
+        _mm256_storeu_si256((__m256i *)(s + 4 * i), a[i]);
+}
+
+static void permute_x4(uint64_t s[25 * 4])
+{
+    if (qv_mldsa_have_avx2())
+        permute_x4_avx2(s);
+    else
+        permute_x4_portable(s);
+}
+
+#else
+
+static void permute_x4(uint64_t s[25 * 4])
+{
+    permute_x4_portable(s);
+}
+
+#endif
+
+void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
+                               const uint8_t *const in[4], size_t len)
+{
+    memset(st->s, 0, sizeof st->s);
+    st->rate = rate;
+    size_t off = 0;
+    for (;;) {
+        size_t take = len - off < rate ? len - off : rate;
+        for (unsigned l = 0; l < 4; l++)
+            for (size_t i = 0; i < take; i++)
+                st->s[4 * (i / 8) + l] ^= (uint64_t)in[l][off + i] << (8 * (i % 8));
+        off += take;
+        if (take < rate)
+            break;
+        permute_x4(st->s);
+    }
+    /* SHAKE padding: suffix 1111 then pad10*1 */
+    size_t pos = len % rate;
+    for (unsigned l = 0; l < 4; l++) {
+        st->s[4 * (pos / 8) + l] ^= (uint64_t)0x1F << (8 * (pos % 8));
+        st->s[4 * ((rate - 1) / 8) + l] ^= (uint64_t)0x80 << (8 * ((rate - 1) % 8));
+    }
+}
+
+void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
+                                      size_t nblocks)
+{
+    for (size_t b = 0; b < nblocks; b++) {
+        permute_x4(st->s);
+        for (unsigned l = 0; l < 4; l++) {
+            uint8_t *o = out[l] + b * st->rate;
+            for (unsigned i = 0; i < st->rate / 8; i++) {
+                uint64_t v = st->s[4 * i + l];
+                for (unsigned k = 0; k < 8; k++)
+                    o[8 * i + k] = (uint8_t)(v >> (8 * k));
+            }
+        }
+    }
+}

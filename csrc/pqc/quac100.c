@@ -1,0 +1,453 @@
+/* The QUAC 100 backend: the card's ioctl ABI (vendor/quac100/quac100_ioctl.h) on
+ * /dev/quac100_N. The card and its driver are outside the project's trust: every reply is
+ * checked (interface version, GET_INFO size, result codes, sig_actual), and a device that
+ * vanishes mid-operation (ENODEV, ENXIO, EIO, ENOTCONN) makes the handle permanently gone
+ * (QUAC100_ERR_GONE) instead of a crash or a wrong result. backend.c checks arguments before
+ * and key pairs after; this file only talks to the device. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pqc/pqc_backend_internal.h"
+#include "quac100/quac100_ioctl.h"
+#include "quantavirt/errors.h"
+
+/* The ABI passes buffers as u64 user addresses. */
+static __u64 addr_of(const void *p)
+{
+    return (__u64)(uintptr_t)p;
+}
+
+static int is_gone(qv_pqc_backend *b)
+{
+    return __atomic_load_n(&b->gone, __ATOMIC_ACQUIRE);
+}
+
+/* One ioctl. The fd is only closed by detach, never here: another thread may be using it,
+ * and a closed-and-reused fd number would send our buffers to some other file. */
+static int do_ioctl(qv_pqc_backend *b, unsigned long request, void *arg)
+{
+    if (b->fd < 0 || is_gone(b))
+        return QUAC100_ERR_GONE;
+    for (int tries = 0;; tries++) {
+        if (ioctl(b->fd, request, arg) == 0)
+            return 0;
+        int e = errno;
+        switch (e) {
+        case EINTR:
+            if (tries < 16)
+                continue;
+            return QUAC100_ERR_IOCTL;
+        case ENODEV:
+        case ENXIO:
+        case EIO:
+        case ENOTCONN:
+        case ECONNABORTED:
+        case ESHUTDOWN:
+        case EBADF:
+            __atomic_store_n(&b->gone, 1, __ATOMIC_RELEASE);
+            return QUAC100_ERR_GONE;
+        case ENOTTY:
+        case EOPNOTSUPP:
+            return QUAC100_ERR_NOTSUP;
+        case ETIMEDOUT:
+            return QUAC100_ERR_TIMEOUT;
+        case EBUSY:
+        case EAGAIN:
+            return QUAC100_ERR_BUSY;
+        default:
+            return QUAC100_ERR_IOCTL;
+        }
+    }
+}
+
+static int known_result(int32_t r)
+{
+    return (r >= 0x001 && r <= 0x00C) || (r >= 0x100 && r <= 0x10B) ||
+           (r >= 0x200 && r <= 0x209) || (r >= 0x400 && r <= 0x403) ||
+           (r >= 0x500 && r <= 0x505) || (r >= 0x600 && r <= 0x605);
+}
+
+/* The card's result code as a QuantaVirt code; a value outside the vendor's table is a
+ * malformed reply. */
+static int map_result(qv_pqc_backend *b, int32_t r)
+{
+    __atomic_store_n(&b->last_result, (int)r, __ATOMIC_RELAXED);
+    if (r == QUAC100_OK)
+        return 0;
+    switch (r) {
+    case QUAC100_RES_TIMEOUT:
+        return QUAC100_ERR_TIMEOUT;
+    case QUAC100_RES_BUSY:
+        return QUAC100_ERR_BUSY;
+    case QUAC100_RES_NOT_SUPPORTED:
+    case QUAC100_RES_INVALID_ALGORITHM:
+        return QUAC100_ERR_NOTSUP;
+    default:
+        return known_result(r) ? QUAC100_ERR_DEVICE : QUAC100_ERR_REPLY;
+    }
+}
+
+/* A success that left an output all zero means the card never wrote it (a real ciphertext,
+ * secret or signature is all zero with probability ~2^-256). */
+static int all_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+static void copy_string(char *dst, size_t dst_size, const char *src, size_t src_size)
+{
+    size_t i = 0;
+    for (; i + 1 < dst_size && i < src_size && src[i] != '\0'; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    dst[i] = '\0';
+}
+
+/* GET_VERSION then GET_INFO on an open fd. */
+static int query_device(qv_pqc_backend *b, const char *path)
+{
+    __u32 version = 0;
+    int rc = do_ioctl(b, QUAC100_IOC_GET_VERSION, &version);
+    if (rc != 0)
+        return rc == QUAC100_ERR_NOTSUP ? QUAC100_ERR_VERSION : rc;
+    if (version != QUAC100_INTERFACE_VERSION)
+        return QUAC100_ERR_VERSION;
+    struct quac100_device_info di;
+    memset(&di, 0, sizeof(di));
+    di.struct_size = sizeof(di);
+    rc = do_ioctl(b, QUAC100_IOC_GET_INFO, &di);
+    if (rc != 0)
+        return rc;
+    if (di.struct_size != sizeof(di))
+        return QUAC100_ERR_REPLY;
+    qv_quac100_info *info = &b->info;
+    memset(info, 0, sizeof(*info));
+    snprintf(info->path, sizeof(info->path), "%s", path);
+    info->interface_version = version;
+    info->driver_version = di.driver_version;
+    info->device_index = di.device_index;
+    copy_string(info->device_name, sizeof(info->device_name), di.device_name,
+                sizeof(di.device_name));
+    copy_string(info->serial_number, sizeof(info->serial_number), di.serial_number,
+                sizeof(di.serial_number));
+    info->vendor_id = di.vendor_id;
+    info->device_id = di.device_id;
+    info->subsystem_id = di.subsystem_id;
+    info->revision = di.revision;
+    info->fw_major = di.fw_major;
+    info->fw_minor = di.fw_minor;
+    info->fw_patch = di.fw_patch;
+    info->capabilities = di.capabilities;
+    info->status = di.status;
+    info->max_batch_size = di.max_batch_size;
+    info->max_pending_jobs = di.max_pending_jobs;
+    info->key_slots_total = di.key_slots_total;
+    info->key_slots_used = di.key_slots_used;
+    info->simulator = (di.capabilities & QUAC100_CAP_SIMULATOR) != 0;
+    return 0;
+}
+
+static int attach_path(qv_pqc_backend *b, const char *path)
+{
+    if (strlen(path) >= sizeof(b->info.path))
+        return QUAC100_ERR_OPEN;
+    /* O_NONBLOCK so that a FIFO named by mistake cannot hang the open; only character
+     * devices (the driver) and regular files (a FUSE-served test device) are accepted. */
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return errno == ENOENT ? QUAC100_ERR_NO_DEVICE : QUAC100_ERR_OPEN;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISREG(st.st_mode)) ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        close(fd);
+        return QUAC100_ERR_OPEN;
+    }
+    b->fd = fd;
+    b->gone = 0;
+    int rc = query_device(b, path);
+    if (rc != 0) {
+        close(fd);
+        b->fd = -1;
+    }
+    return rc;
+}
+
+/* Tries each candidate in order: the caller's path, else the environment's ':' list, else
+ * /dev/quac100_0..15. The first that answers wins; otherwise the most telling failure (a
+ * device that exists but misbehaves beats "no device"). */
+int qv_quac100_attach(qv_pqc_backend *b, const char *device)
+{
+    b->fd = -1;
+    if (device != NULL && device[0] != '\0')
+        return attach_path(b, device);
+    const char *env = getenv(QV_QUAC100_DEVICE_ENV);
+    int best = QUAC100_ERR_NO_DEVICE;
+    if (env != NULL && env[0] != '\0') {
+        char *list = strdup(env);
+        if (list == NULL)
+            return QV_ERR_NOMEM;
+        char *save = NULL;
+        for (char *p = strtok_r(list, ":", &save); p != NULL; p = strtok_r(NULL, ":", &save)) {
+            int rc = attach_path(b, p);
+            if (rc == 0) {
+                free(list);
+                return 0;
+            }
+            if (rc != QUAC100_ERR_NO_DEVICE)
+                best = rc;
+        }
+        free(list);
+        return best;
+    }
+    for (int i = 0; i < QUAC100_MAX_DEVICES; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/dev/quac100_%d", i);
+        int rc = attach_path(b, path);
+        if (rc == 0)
+            return 0;
+        if (rc != QUAC100_ERR_NO_DEVICE)
+            best = rc;
+    }
+    return best;
+}
+
+void qv_quac100_detach(qv_pqc_backend *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+}
+
+int qv_quac100_probe(const char *path, qv_quac100_info *info)
+{
+    qv_pqc_backend b;
+    memset(&b, 0, sizeof(b));
+    int rc = qv_quac100_attach(&b, path);
+    if (rc == 0 && info != NULL)
+        *info = b.info;
+    qv_quac100_detach(&b);
+    return rc;
+}
+
+int qv_quac100_list(qv_quac100_info *infos, int max, int *count)
+{
+    if (count == NULL || max < 0 || (infos == NULL && max > 0))
+        return QV_ERR_INVAL;
+    *count = 0;
+    const char *env = getenv(QV_QUAC100_DEVICE_ENV);
+    char *list = NULL;
+    if (env != NULL && env[0] != '\0') {
+        list = strdup(env);
+        if (list == NULL)
+            return QV_ERR_NOMEM;
+    }
+    char *save = NULL;
+    char *p = list ? strtok_r(list, ":", &save) : NULL;
+    for (int i = 0; *count < max; i++) {
+        char path[32];
+        const char *candidate;
+        if (list != NULL) {
+            if (p == NULL)
+                break;
+            candidate = p;
+        } else {
+            if (i >= QUAC100_MAX_DEVICES)
+                break;
+            snprintf(path, sizeof(path), "/dev/quac100_%d", i);
+            candidate = path;
+        }
+        if (qv_quac100_probe(candidate, &infos[*count]) == 0)
+            (*count)++;
+        if (list != NULL)
+            p = strtok_r(NULL, ":", &save);
+    }
+    free(list);
+    return 0;
+}
+
+static int need_quac100(qv_pqc_backend *b)
+{
+    if (b == NULL || b->kind != QV_PQC_BACKEND_QUAC100)
+        return PQC_ERR_BACKEND;
+    return is_gone(b) ? QUAC100_ERR_GONE : 0;
+}
+
+int qv_quac100_status(qv_pqc_backend *b, uint32_t *status)
+{
+    int rc = need_quac100(b);
+    if (rc != 0 || status == NULL)
+        return rc != 0 ? rc : QV_ERR_INVAL;
+    __u32 s = 0;
+    rc = do_ioctl(b, QUAC100_IOC_GET_STATUS, &s);
+    if (rc == 0)
+        *status = s;
+    return rc;
+}
+
+int qv_quac100_counters(qv_pqc_backend *b, uint64_t counters[10])
+{
+    int rc = need_quac100(b);
+    if (rc != 0 || counters == NULL)
+        return rc != 0 ? rc : QV_ERR_INVAL;
+    struct quac100_counters c;
+    memset(&c, 0, sizeof(c));
+    rc = do_ioctl(b, QUAC100_IOC_DIAG_GET_COUNTERS, &c);
+    if (rc != 0)
+        return rc;
+    const __u64 v[10] = {c.kem_keygen, c.kem_encaps,   c.kem_decaps,     c.sign_keygen,
+                         c.sign,       c.verify,       c.random_bytes,   c.dma_read_bytes,
+                         c.dma_write_bytes, c.errors_total};
+    for (int i = 0; i < 10; i++)
+        counters[i] = v[i];
+    return 0;
+}
+
+int qv_quac100_random(qv_pqc_backend *b, uint8_t *buf, size_t len)
+{
+    int rc = need_quac100(b);
+    if (rc != 0)
+        return rc;
+    if ((buf == NULL && len != 0) || len > QUAC100_MAX_PAYLOAD)
+        return PQC_ERR_SIZE;
+    struct quac100_random r;
+    memset(&r, 0, sizeof(r));
+    r.buf_addr = addr_of(buf);
+    r.length = len;
+    rc = do_ioctl(b, QUAC100_IOC_RANDOM, &r);
+    if (rc == 0)
+        rc = map_result(b, r.result);
+    if (rc != 0 && buf != NULL)
+        memset(buf, 0, len);
+    return rc;
+}
+
+/* ---- cryptographic operations ------------------------------------------------------- */
+
+int qv_quac100_keygen(qv_pqc_backend *b, int alg, const uint8_t *seed, size_t seed_len,
+                      uint8_t *pk, size_t pk_len, uint8_t *sk, size_t sk_len)
+{
+    struct quac100_kem_keygen k;
+    memset(&k, 0, sizeof(k));
+    k.algorithm = (__u32)alg;
+    k.pk_addr = addr_of(pk);
+    k.pk_size = pk_len;
+    k.sk_addr = addr_of(sk);
+    k.sk_size = sk_len;
+    if (seed != NULL) {
+        k.flags = QUAC100_KEYGEN_FLAG_SEED;
+        k.seed_addr = addr_of(seed);
+        k.seed_size = seed_len;
+    }
+    unsigned long req = QUAC100_ALG_FAMILY(alg) == QUAC100_FAMILY_KEM ? QUAC100_IOC_KEM_KEYGEN
+                                                                       : QUAC100_IOC_SIGN_KEYGEN;
+    int rc = do_ioctl(b, req, &k);
+    return rc != 0 ? rc : map_result(b, k.result);
+}
+
+int qv_quac100_encaps(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_len,
+                      uint8_t *ct, size_t ct_len, uint8_t *ss, size_t ss_len)
+{
+    struct quac100_kem_encaps e;
+    memset(&e, 0, sizeof(e));
+    memset(ct, 0, ct_len);
+    memset(ss, 0, ss_len);
+    e.algorithm = (__u32)alg;
+    e.pk_addr = addr_of(pk);
+    e.pk_size = pk_len;
+    e.ct_addr = addr_of(ct);
+    e.ct_size = ct_len;
+    e.ss_addr = addr_of(ss);
+    e.ss_size = ss_len;
+    int rc = do_ioctl(b, QUAC100_IOC_KEM_ENCAPS, &e);
+    if (rc == 0)
+        rc = map_result(b, e.result);
+    if (rc == 0 && (all_zero(ct, ct_len) || all_zero(ss, ss_len)))
+        rc = QUAC100_ERR_REPLY;
+    return rc;
+}
+
+int qv_quac100_decaps(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_len,
+                      const uint8_t *ct, size_t ct_len, uint8_t *ss, size_t ss_len)
+{
+    struct quac100_kem_decaps d;
+    memset(&d, 0, sizeof(d));
+    memset(ss, 0, ss_len);
+    d.algorithm = (__u32)alg;
+    d.ct_addr = addr_of(ct);
+    d.ct_size = ct_len;
+    d.sk_addr = addr_of(sk);
+    d.sk_size = sk_len;
+    d.ss_addr = addr_of(ss);
+    d.ss_size = ss_len;
+    int rc = do_ioctl(b, QUAC100_IOC_KEM_DECAPS, &d);
+    if (rc == 0)
+        rc = map_result(b, d.result);
+    if (rc == 0 && all_zero(ss, ss_len))
+        rc = QUAC100_ERR_REPLY;
+    return rc;
+}
+
+int qv_quac100_sign(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_len,
+                    const uint8_t *msg, size_t msg_len, const uint8_t *ctx, size_t ctx_len,
+                    int deterministic, uint8_t *sig, size_t sig_len)
+{
+    if (msg_len > QUAC100_MAX_PAYLOAD)
+        return QUAC100_ERR_NOTSUP;
+    struct quac100_sign s;
+    memset(&s, 0, sizeof(s));
+    memset(sig, 0, sig_len);
+    s.algorithm = (__u32)alg;
+    s.flags = deterministic ? QUAC100_SIGN_FLAG_DETERMINISTIC : 0;
+    s.sk_addr = addr_of(sk);
+    s.sk_size = sk_len;
+    s.msg_addr = addr_of(msg);
+    s.msg_size = msg_len;
+    s.sig_addr = addr_of(sig);
+    s.sig_size = sig_len;
+    s.context_addr = addr_of(ctx);
+    s.context_size = ctx_len;
+    int rc = do_ioctl(b, QUAC100_IOC_SIGN, &s);
+    if (rc == 0)
+        rc = map_result(b, s.result);
+    /* ML-DSA signatures have one fixed size: anything else is a broken reply. */
+    if (rc == 0 && (s.sig_actual != sig_len || all_zero(sig, sig_len)))
+        rc = QUAC100_ERR_REPLY;
+    return rc;
+}
+
+int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_len,
+                      const uint8_t *msg, size_t msg_len, const uint8_t *sig, size_t sig_len,
+                      const uint8_t *ctx, size_t ctx_len)
+{
+    if (msg_len > QUAC100_MAX_PAYLOAD)
+        return QUAC100_ERR_NOTSUP;
+    struct quac100_verify v;
+    memset(&v, 0, sizeof(v));
+    v.algorithm = (__u32)alg;
+    v.pk_addr = addr_of(pk);
+    v.pk_size = pk_len;
+    v.msg_addr = addr_of(msg);
+    v.msg_size = msg_len;
+    v.sig_addr = addr_of(sig);
+    v.sig_size = sig_len;
+    v.context_addr = addr_of(ctx);
+    v.context_size = ctx_len;
+    /* Pre-set to "invalid": a reply that never fills in the result does not say "valid". */
+    v.result = QUAC100_RES_VERIFICATION_FAILED;
+    int rc = do_ioctl(b, QUAC100_IOC_VERIFY, &v);
+    if (rc != 0)
+        return rc;
+    if (v.result == QUAC100_RES_VERIFICATION_FAILED || v.result == QUAC100_RES_INVALID_SIGNATURE) {
+        __atomic_store_n(&b->last_result, (int)v.result, __ATOMIC_RELAXED);
+        return PQC_ERR_VERIFY;
+    }
+    return map_result(b, v.result);
+}

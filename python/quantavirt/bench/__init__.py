@@ -1,0 +1,1 @@
+"""Benchmarks users run to check their host (``python -m quantavirt bench ...``)."""

@@ -1,0 +1,160 @@
+"""The public contract of quantavirt.pqc.Signature: names, backends, sizes, seeds,
+deterministic and hedged signing, batches, and error codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import quantavirt.pqc
+from quantavirt.errors import QVError
+from quantavirt.pqc import Signature
+
+SIZES = {  # FIPS 204 final (pk, sk, sig); not the round-3 Dilithium sizes
+    "ML-DSA-44": (1312, 2560, 2420),
+    "ML-DSA-65": (1952, 4032, 3309),
+    "ML-DSA-87": (2592, 4896, 4627),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(SIZES))
+def test_sizes_and_roundtrip(algorithm: str) -> None:
+    sig = quantavirt.pqc.Signature(algorithm, backend="auto")
+    assert (sig.public_key_size, sig.secret_key_size, sig.signature_size) == SIZES[algorithm]
+    assert sig.seed_size == 32
+    assert sig.backend == "software"
+    pk, sk = sig.keygen()
+    assert isinstance(pk, bytes) and isinstance(sk, bytes)
+    assert (len(pk), len(sk)) == SIZES[algorithm][:2]
+    s = sig.sign(sk, b"hello", ctx=b"ctx")
+    assert isinstance(s, bytes) and len(s) == SIZES[algorithm][2]
+    assert sig.verify(pk, b"hello", s, ctx=b"ctx") is True
+    assert sig.verify(pk, b"hello", s) is False
+    # bytearray and memoryview work too
+    assert sig.verify(bytearray(pk), memoryview(b"hello"), bytearray(s), ctx=bytearray(b"ctx"))
+
+
+def test_seeded_keygen_is_deterministic_and_random_keygen_is_not() -> None:
+    sig = Signature("ML-DSA-65", backend="software")
+    assert sig.keygen(seed=bytes(32)) == sig.keygen(seed=bytes(32))
+    assert sig.keygen(seed=bytes(32)) != sig.keygen(seed=bytes(31) + b"\x01")
+    assert sig.keygen()[0] != sig.keygen()[0]
+
+
+def test_parameter_sets_are_domain_separated() -> None:
+    """Final FIPS 204 appends k and l to xi: the same seed gives unrelated rho per set."""
+    rhos = {Signature(a).keygen(seed=bytes(32))[0][:32] for a in SIZES}
+    assert len(rhos) == 3
+
+
+def test_deterministic_and_hedged_signing() -> None:
+    sig = Signature("ML-DSA-44")
+    pk, sk = sig.keygen(seed=b"\x01" * 32)
+    d1 = sig.sign(sk, b"m", deterministic=True)
+    assert d1 == sig.sign(sk, b"m", deterministic=True)
+    assert d1 == sig.sign_with_randomness(sk, b"m", bytes(32))
+    h1, h2 = sig.sign(sk, b"m"), sig.sign(sk, b"m")
+    assert h1 != h2 and h1 != d1
+    assert sig.verify(pk, b"m", h1) and sig.verify(pk, b"m", h2)
+    r = bytes(range(32))
+    assert sig.sign_with_randomness(sk, b"m", r) == sig.sign_with_randomness(sk, b"m", r)
+    assert sig.sign(sk, b"", deterministic=True) != d1
+    assert sig.verify(pk, b"", sig.sign(sk, b""))
+
+
+def test_batches_match_single_operations() -> None:
+    sig = Signature("ML-DSA-65")
+    n, m = 8, 33
+    seeds = np.arange(n * 32, dtype=np.uint32).astype(np.uint8).reshape(n, 32)
+    pks, sks = sig.keygen_batch(seeds=seeds)
+    assert pks.shape == (n, sig.public_key_size) and sks.shape == (n, sig.secret_key_size)
+    assert pks.dtype == np.uint8
+    msgs = (np.arange(n * m) * 7 % 251).astype(np.uint8).reshape(n, m)
+    sigs = sig.sign_batch(sks, msgs, ctx=b"c", deterministic=True)
+    assert sigs.shape == (n, sig.signature_size)
+    for i in range(n):
+        pk, sk = sig.keygen(seed=seeds[i].tobytes())
+        assert pks[i].tobytes() == pk and sks[i].tobytes() == sk
+        assert sigs[i].tobytes() == sig.sign(sk, msgs[i].tobytes(), ctx=b"c",
+                                              deterministic=True)
+    ok = sig.verify_batch(pks, msgs, sigs, ctx=b"c")
+    assert ok.dtype == bool and ok.all()
+    bad = sigs.copy()
+    bad[3, 100] ^= 1
+    assert list(sig.verify_batch(pks, msgs, bad, ctx=b"c")) == [i != 3 for i in range(n)]
+    rand_pks, rand_sks = sig.keygen_batch(3)
+    assert rand_pks.shape == (3, sig.public_key_size)
+    assert len({row.tobytes() for row in rand_pks}) == 3
+    empty = sig.sign_batch(np.zeros((0, sig.secret_key_size), np.uint8),
+                           np.zeros((0, 4), np.uint8))
+    assert empty.shape == (0, sig.signature_size)
+
+
+def test_batch_shape_errors() -> None:
+    sig = Signature("ML-DSA-44")
+    pks, sks = sig.keygen_batch(2)
+    msgs = np.zeros((2, 5), np.uint8)
+    cases = [
+        lambda: sig.sign_batch(sks[:, :-1], msgs),
+        lambda: sig.sign_batch(sks, np.zeros((3, 5), np.uint8)),
+        lambda: sig.sign_batch(sks[0], msgs),
+        lambda: sig.verify_batch(pks, msgs, np.zeros((2, 10), np.uint8)),
+        lambda: sig.verify_batch(pks, msgs, np.zeros((1, sig.signature_size), np.uint8)),
+        lambda: sig.keygen_batch(seeds=np.zeros((2, 31), np.uint8)),
+    ]
+    for call in cases:
+        with pytest.raises(QVError) as info:
+            call()
+        assert info.value.name == "PQC_ERR_SIZE"
+    with pytest.raises(QVError) as info:
+        sig.sign_batch(sks, msgs, ctx=bytes(256))
+    assert info.value.name == "PQC_ERR_CONTEXT"
+
+
+def test_unknown_algorithm_and_backends() -> None:
+    for name in ("ML-DSA-66", "Dilithium3", "ml-dsa-65", ""):
+        with pytest.raises(QVError) as info:
+            Signature(name)
+        assert info.value.name == "PQC_ERR_ALGORITHM"
+        assert info.value.subsystem == "pqc"
+    for backend in ("quac100", "liboqs", "gpu"):
+        with pytest.raises(QVError) as info:
+            Signature("ML-DSA-65", backend=backend)
+        assert info.value.name == "PQC_ERR_BACKEND"
+    assert Signature("ML-DSA-87", backend="software").backend == "software"
+
+
+def test_wrong_types_are_qverrors() -> None:
+    sig = Signature("ML-DSA-44")
+    pk, sk = sig.keygen()
+    for call in (lambda: sig.sign(sk, "text"),  # type: ignore[arg-type]
+                 lambda: sig.sign(sk, b"m", ctx=3),  # type: ignore[arg-type]
+                 lambda: sig.verify(pk, b"m", None)):  # type: ignore[arg-type]
+        with pytest.raises(QVError) as info:
+            call()
+        assert info.value.name == "QV_ERR_INVAL"
+
+
+def test_code_paths_agree() -> None:
+    """The AVX2 path (chosen from CPUID) and the portable path give identical keys and
+    deterministic signatures."""
+    from quantavirt._ffi import c_string, lib
+
+    assert c_string(lib.qv_mldsa_code_path()) in ("avx2", "portable")
+    results = []
+    try:
+        for portable in (1, 0):
+            lib.qv_mldsa_force_portable(portable)
+            if portable:
+                assert c_string(lib.qv_mldsa_code_path()) == "portable"
+            out = []
+            for algorithm in SIZES:
+                sig = Signature(algorithm)
+                for i in range(20):
+                    pk, sk = sig.keygen(seed=bytes([i]) * 32)
+                    out.append((pk, sk, sig.sign(sk, bytes([i]) * i, ctx=b"p",
+                                                 deterministic=True)))
+            results.append(out)
+    finally:
+        lib.qv_mldsa_force_portable(0)
+    assert results[0] == results[1]
