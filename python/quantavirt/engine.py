@@ -77,6 +77,7 @@ class Machine:
         if hugepages not in HUGEPAGE_KB:
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
+        self._vm: object | None = None
         self._keep: list[object] = []
         cfg = ffi.new("struct qv_vm_config *")
         cfg.kvm_path = self._cstr(kvm_device_path(kvm_path))

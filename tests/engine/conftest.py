@@ -46,8 +46,8 @@ def build_guest(name: str, cache_dir: Path) -> Guest:
         # Real-mode code is linked at 0: its offsets are relative to CS.
         link = 0 if mode == "real" else load
         subprocess.run(["gcc", "-c", "-nostdlib", "-o", str(obj), str(src)], check=True)
-        subprocess.run(["ld", "-m", "elf_x86_64", "-N", "--no-warn-rwx-segments", "-e", "_start", "-Ttext", hex(link),
-                        "-o", str(elf), str(obj)], check=True)
+        subprocess.run(["ld", "-m", "elf_x86_64", "-N", "--no-warn-rwx-segments", "-e", "_start",
+                        "-Ttext", hex(link), "-o", str(elf), str(obj)], check=True)
         tmp = out.with_suffix(".tmp")
         subprocess.run(["objcopy", "-O", "binary", "-j", ".text", "-j", ".data", str(elf),
                         str(tmp)], check=True)
