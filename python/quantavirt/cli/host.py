@@ -29,8 +29,8 @@ def _print_text(info: HostInfo) -> None:
     if info.guest_cmdline_adaptations:
         print("Guest adaptations: the backend emulates guest code; Linux guests get "
               f"'{' '.join(info.guest_cmdline_adaptations)}' and the completion fallback")
-    print(f"CPU:              {info.cpu_vendor}, {len(info.cpu_flags)} flags"
-          f"{' (vmx)' if 'vmx' in info.cpu_flags else ''}{' (svm)' if 'svm' in info.cpu_flags else ''}")
+    virt = " ".join(f for f in ("vmx", "svm") if f in info.cpu_flags) or "no vmx/svm"
+    print(f"CPU:              {info.cpu_vendor}, {len(info.cpu_flags)} flags ({virt})")
     print(f"Memory:           {info.host_memory >> 20} MiB")
     for size, pool in sorted(info.hugepages.items()):
         print(f"Hugepages {size}:     {pool.free} free of {pool.total}")
