@@ -10,8 +10,9 @@
  * data[2] = those bytes (RIP still points at the instruction); data[3..7] are unspecified
  * debug words. Without the flag the bytes are fetched from guest memory at CS:RIP.
  *
- * Handled: int3, clac, stac, popcnt, fwait, ldmxcsr, stmxcsr, fxsave, fxrstor, cmpxchg8b,
- * cmpxchg16b, xgetbv, rdpid. Anything else ends the VM with the bytes in the error text. */
+ * Handled: int3, clac, stac, popcnt, fwait, ldmxcsr, stmxcsr, fxsave, fxrstor, cmpxchg16b,
+ * xgetbv: what kvm_pvm was seen to refuse (fxsave/fxrstor only in some addressing forms, e.g.
+ * with a SIB byte). Anything else ends the VM with the bytes in the error text. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -319,6 +320,13 @@ static void finish_address(struct ctx *c)
 static void count(struct ctx *c, enum qv_insn_kind k)
 {
     c->v->completed_by_kind[k]++;
+    if (c->v->vm->log) {
+        char hex[48] = "";
+        for (size_t i = 0; i < c->in.pos && i < 15; i++)
+            snprintf(hex + 3 * i, sizeof(hex) - 3 * i, " %02x", c->in.bytes[i]);
+        qv_vm_log(c->v->vm, "DEBUG", "vCPU %" PRIu32 " completed %s at RIP %#llx:%s", c->v->id,
+                  qv_insn_kind_name(k), (unsigned long long)c->regs.rip, hex);
+    }
 }
 
 /* x87/SSE availability checks shared by the FPU-state instructions. 1: exception injected. */
@@ -360,56 +368,36 @@ static int do_popcnt(struct ctx *c)
     return 0;
 }
 
-static int do_cmpxchg8_16b(struct ctx *c)
+static int do_cmpxchg16b(struct ctx *c)
 {
     struct insn *in = &c->in;
     finish_address(c);
-    bool wide = (in->rex & 8) != 0;
-    size_t size = wide ? 16 : 8;
-    if (wide && (in->linear & 15))
+    if (in->linear & 15)
         return inject(c, VEC_GP, true, 0);
     struct kvm_translation tr = {.linear_address = in->linear};
     if (ioctl(c->v->fd, KVM_TRANSLATE, &tr) != 0)
         return fail(c, "KVM_TRANSLATE failed");
-    /* A locked operand must be one host location: refuse a page-crossing cmpxchg8b. */
-    if ((in->linear & 4095) + size > 4096)
-        return fail(c, "cmpxchg8b operand crosses a page");
     if (!tr.valid || !tr.writeable || (cpl(c) == 3 && !tr.usermode))
         return inject_pf(c, in->linear, true, tr.valid);
-    uint8_t *h = qv_vm_gpa_ptr(c->v->vm, tr.physical_address, size);
+    /* 16-byte aligned, so inside one page and one host location. */
+    uint8_t *h = qv_vm_gpa_ptr(c->v->vm, tr.physical_address, 16);
     if (!h)
-        return fail(c, "cmpxchg operand outside guest RAM");
-    bool equal;
-    if (wide) {
-        uint64_t lo = c->regs.rax, hi = c->regs.rdx;
-        uint64_t nlo = c->regs.rbx, nhi = c->regs.rcx;
-        uint8_t zf;
-        /* The guest's other vCPUs may race on this location: do it locked on the host. */
-        __asm__ volatile("lock cmpxchg16b %1\n\tsetz %0"
-                         : "=q"(zf), "+m"(*(volatile uint64_t(*)[2])h), "+a"(lo), "+d"(hi)
-                         : "b"(nlo), "c"(nhi)
-                         : "memory", "cc");
-        equal = zf != 0;
-        if (!equal) {
-            c->regs.rax = lo;
-            c->regs.rdx = hi;
-        }
-    } else {
-        uint64_t expect = (c->regs.rax & 0xffffffffULL) | (c->regs.rdx << 32);
-        uint64_t desired = (c->regs.rbx & 0xffffffffULL) | (c->regs.rcx << 32);
-        uint64_t *p64 = (uint64_t *)(void *)h;
-        equal = __atomic_compare_exchange_n(p64, &expect, desired, false, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_SEQ_CST);
-        if (!equal) {
-            write_reg(c, 0, expect & 0xffffffffULL, 32);
-            write_reg(c, 2, expect >> 32, 32);
-        }
-    }
-    if (equal)
+        return fail(c, "cmpxchg16b operand outside guest RAM");
+    uint64_t lo = c->regs.rax, hi = c->regs.rdx;
+    uint8_t zf;
+    /* The guest's other vCPUs may race on this location: do it locked on the host. */
+    __asm__ volatile("lock cmpxchg16b %1\n\tsetz %0"
+                     : "=q"(zf), "+m"(*(volatile uint64_t(*)[2])h), "+a"(lo), "+d"(hi)
+                     : "b"((uint64_t)c->regs.rbx), "c"((uint64_t)c->regs.rcx)
+                     : "memory", "cc");
+    if (zf) {
         c->regs.rflags |= RFLAGS_ZF;
-    else
+    } else {
         c->regs.rflags &= ~RFLAGS_ZF;
-    count(c, wide ? QV_INSN_CMPXCHG16B : QV_INSN_CMPXCHG8B);
+        c->regs.rax = lo;
+        c->regs.rdx = hi;
+    }
+    count(c, QV_INSN_CMPXCHG16B);
     return 0;
 }
 
@@ -609,22 +597,6 @@ static int do_xgetbv(struct ctx *c)
     return inject(c, VEC_GP, true, 0);
 }
 
-static int do_rdpid(struct ctx *c)
-{
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m;
-    memset(&m, 0, sizeof(m));
-    m.hdr.nmsrs = 1;
-    m.e.index = 0xc0000103; /* IA32_TSC_AUX */
-    if (ioctl(c->v->fd, KVM_GET_MSRS, &m) != 1)
-        return fail(c, "KVM_GET_MSRS(TSC_AUX) failed");
-    write_reg(c, c->in.rm, m.e.data & 0xffffffffULL, c->in.code_bits == 64 ? 64 : 32);
-    count(c, QV_INSN_RDPID);
-    return 0;
-}
-
 static int code_bits_of(const struct kvm_sregs *s)
 {
     if (!(s->cr0 & 1))
@@ -733,10 +705,9 @@ static int execute(struct ctx *c)
     case 0xc7:
         if (decode_modrm(c))
             return fail(c, "truncated instruction");
-        if ((in->reg & 7) == 1 && in->mod != 3)
-            return do_cmpxchg8_16b(c);
-        if ((in->reg & 7) == 7 && in->mod == 3 && in->pf3)
-            return do_rdpid(c);
+        /* cmpxchg16b only: this backend executes cmpxchg8b and raises #UD for rdpid itself. */
+        if ((in->reg & 7) == 1 && in->mod != 3 && (in->rex & 8))
+            return do_cmpxchg16b(c);
         return fail(c, "0f c7 form not handled by the completion fallback");
     default:
         return fail(c, "instruction not handled by the completion fallback");

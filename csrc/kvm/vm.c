@@ -18,7 +18,7 @@
 
 static const char *const insn_names[QV_INSN_KIND_COUNT] = {
     "int3", "clac", "stac", "popcnt", "fwait", "ldmxcsr", "stmxcsr", "fxsave", "fxrstor",
-    "cmpxchg8b", "cmpxchg16b", "xgetbv", "rdpid"};
+    "cmpxchg16b", "xgetbv"};
 
 const char *qv_insn_kind_name(int kind)
 {

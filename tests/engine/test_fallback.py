@@ -53,3 +53,42 @@ def test_fallback_disabled_turns_failures_into_guest_errors(guest):
     assert r.exit.error is not None and r.exit.error.name == "QV_ERR_GUEST"
     assert "RIP=" in r.exit.error.message  # register dump
     assert r.stats.completed_insns == 0
+
+
+def test_insns16_real_mode_addressing(guest):
+    g = guest("insns16")
+    r = run_flat(g.binary, g.load, g.mode)
+    assert r.exit.reason == "debug-exit" and r.exit.status == 0, r.exit
+    assert r.stats.results == [1, 1, 8, 6, 1, 8, 16, 2, 1, 0]
+    assert r.stats.completed_insns == _emulation_failures(r.stats)
+
+
+def test_insns32_protected_mode(guest):
+    g = guest("insns32")
+    r = run_flat(g.binary, g.load, g.mode)
+    assert r.exit.reason == "debug-exit" and r.exit.status == 0, r.exit
+    assert r.stats.results == [1, 1, 16, 3, 0x3F80, 0x1F80, 0x0BADF00D, 0x9B]
+    assert r.stats.completed_insns == _emulation_failures(r.stats)
+
+
+def test_unknown_instruction_is_guest_error_with_bytes(guest):
+    # xsave with CR4.OSXSAVE clear is not completed by the fallback: on an emulating backend
+    # the VM must end with QV_ERR_GUEST naming the bytes; hardware raises #UD, which with no
+    # IDT becomes a triple fault -- also QV_ERR_GUEST with a register dump.
+    code = bytes.fromhex("0fae2425000010 00".replace(" ", ""))  # xsave [0x100000]
+    r = run_flat(code, 0x200000, "long")
+    assert r.exit.reason == "error"
+    err = r.exit.error
+    assert err is not None and err.name == "QV_ERR_GUEST"
+    assert "RIP=" in err.message
+    if _emulation_failures(r.stats):
+        assert "0f ae 24 25 00 00 10 00" in err.message
+
+
+def test_triple_fault_is_guest_error(guest):
+    # ud2 with no IDT: #UD -> #DF -> triple fault (KVM_EXIT_SHUTDOWN).
+    r = run_flat(b"\x0f\x0b", 0x200000, "long")
+    assert r.exit.reason == "error"
+    assert r.exit.error is not None and r.exit.error.name == "QV_ERR_GUEST"
+    assert "triple fault" in r.exit.error.message or "emulation failure" in r.exit.error.message
+    assert "CR3=" in r.exit.error.message

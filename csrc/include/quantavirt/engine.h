@@ -84,8 +84,8 @@ struct qv_vm_stats {
 /* Instructions the completion fallback handles (stats index and names). */
 enum qv_insn_kind {
     QV_INSN_INT3 = 0, QV_INSN_CLAC, QV_INSN_STAC, QV_INSN_POPCNT, QV_INSN_FWAIT,
-    QV_INSN_LDMXCSR, QV_INSN_STMXCSR, QV_INSN_FXSAVE, QV_INSN_FXRSTOR, QV_INSN_CMPXCHG8B,
-    QV_INSN_CMPXCHG16B, QV_INSN_XGETBV, QV_INSN_RDPID, QV_INSN_KIND_COUNT
+    QV_INSN_LDMXCSR, QV_INSN_STMXCSR, QV_INSN_FXSAVE, QV_INSN_FXRSTOR, QV_INSN_CMPXCHG16B,
+    QV_INSN_XGETBV, QV_INSN_KIND_COUNT
 };
 const char *qv_insn_kind_name(int kind);
 

@@ -117,9 +117,10 @@ after_int3:
     movl $0x55667788, 164(%rdi)
     movl $0xdeadbeef, 172(%rdi)
     movl $0xcafef00d, 160+15*16(%rdi)        # XMM15
-    fxrstor64 (%rdi)
+    xor %ecx, %ecx
+    fxrstor64 (%rdi,%rcx,1)                  # the SIB forms are the ones kvm_pvm refuses
     lea fx_out(%rip), %rsi
-    fxsave64 (%rsi)
+    fxsave64 (%rsi,%rcx,8)
     REPORT 24(%rsi)                          # 0x1fa0
     REPORT 160(%rsi)                         # 0x11223344
     REPORT 172(%rsi)                         # 0xdeadbeef
@@ -148,7 +149,7 @@ after_int3:
     REPORT %eax                              # 3
     REPORT %edx                              # 4
 
-    # 8. cmpxchg8b (no REX.W).
+    # 8. cmpxchg8b (no REX.W; kvm_pvm executes it itself, checked for the result only).
     movl $10, (%rdi)
     movl $20, 4(%rdi)
     mov $10, %eax
