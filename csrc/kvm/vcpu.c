@@ -237,6 +237,8 @@ static void *vcpu_thread(void *arg)
         if (r < 0) {
             int e = errno;
             /* EINTR: kicked; EAGAIN: an AP right after SIPI (the backend asks once more). */
+            if (e == EAGAIN)
+                v->run_eagain++;
             if (e == EINTR || e == EAGAIN)
                 continue;
             char msg[128];

@@ -397,6 +397,7 @@ int qv_vm_get_stats(struct qv_vm *vm, struct qv_vm_stats *st)
         st->mmio_exits += atomic_load(&v->mmio_exits);
         st->unhandled_pio += atomic_load(&v->unhandled_pio);
         st->unhandled_mmio += atomic_load(&v->unhandled_mmio);
+        st->run_eagain += atomic_load(&v->run_eagain);
         for (int k = 0; k < QV_STAT_INSN_KINDS; k++) {
             uint64_t n = atomic_load(&v->completed_by_kind[k]);
             st->completed_by_kind[k] += n;

@@ -23,7 +23,7 @@ struct qv_vcpu {
     bool thread_started;
     /* Counters written only by this vCPU's thread; read racily for stats. */
     _Atomic uint64_t exits_by_reason[QV_STAT_EXIT_KINDS];
-    _Atomic uint64_t pio_exits, mmio_exits, unhandled_pio, unhandled_mmio;
+    _Atomic uint64_t pio_exits, mmio_exits, unhandled_pio, unhandled_mmio, run_eagain;
     _Atomic uint64_t completed_by_kind[QV_STAT_INSN_KINDS];
 };
 

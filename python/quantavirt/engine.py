@@ -57,6 +57,7 @@ class Stats:
     mmio_exits: int = 0
     unhandled_pio: int = 0
     unhandled_mmio: int = 0
+    run_eagain: int = 0
     completed_insns: int = 0
     completed_by_kind: dict[str, int] = field(default_factory=dict)
     console_bytes: int = 0
@@ -191,6 +192,7 @@ class Machine:
             exits_total=int(st.exits_total), exits_by_reason=by_reason,
             pio_exits=int(st.pio_exits), mmio_exits=int(st.mmio_exits),
             unhandled_pio=int(st.unhandled_pio), unhandled_mmio=int(st.unhandled_mmio),
+            run_eagain=int(st.run_eagain),
             completed_insns=int(st.completed_insns), completed_by_kind=by_kind,
             console_bytes=int(st.console_bytes), console_dropped=int(st.console_dropped),
             boot_timer_ns=int(st.boot_timer_ns), boot_timer_value=int(st.boot_timer_value),
@@ -245,10 +247,12 @@ class FlatResult:
 def run_flat(binary: bytes, load_addr: int, mode: str = "real", memory: int = 64 << 20,
              cpus: int = 1, timeout: float = 30.0, *, test_device: bool = True,
              emulation_fallback: bool = True, kvm_path: str | None = None,
-             log_path: str | None = None) -> FlatResult:
+             log_path: str | None = None, data: dict[int, bytes] | None = None,
+             console_input: bytes = b"") -> FlatResult:
     """Run a flat binary guest loaded at `load_addr`, entered at its first byte in `mode`
     ("real": cs = load_addr >> 4; "prot32": flat 32-bit; "long": 64-bit with the first
-    4 GiB identity-mapped). Returns how it ended, the counters and the serial output.
+    4 GiB identity-mapped). `data` maps guest-physical addresses to bytes written before the
+    start (parameters for the guest); `console_input` is typed into the serial port. Returns how it ended, the counters and the serial output.
     A guest still running after `timeout` seconds is stopped: QV_ERR_TIMEOUT."""
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
@@ -259,6 +263,8 @@ def run_flat(binary: bytes, load_addr: int, mode: str = "real", memory: int = 64
                      emulation_fallback=emulation_fallback, kvm_path=kvm_path,
                      log_path=log_path) as m:
             m.write_phys(load_addr, binary)
+            for gpa, blob in (data or {}).items():
+                m.write_phys(gpa, blob)
             if mode == "real":
                 m.set_boot_state("real", load_addr, rsp=0xfff0)
             else:
@@ -274,6 +280,8 @@ def run_flat(binary: bytes, load_addr: int, mode: str = "real", memory: int = 64
                                      cr3=FLAT_PML4, **common)  # type: ignore[arg-type]
                 else:
                     raise QVError("QV_ERR_INVAL", f"unknown boot mode {mode!r}")
+            if console_input:
+                m.console_input(console_input)
             m.start()
             ex = None
             waited = 0.0

@@ -71,6 +71,7 @@ struct qv_vm_stats {
     uint64_t mmio_exits;
     uint64_t unhandled_pio;
     uint64_t unhandled_mmio;
+    uint64_t run_eagain;                           /* KVM_RUN EAGAIN retries (AP after SIPI) */
     uint64_t completed_insns;                      /* total instructions the VMM completed */
     uint64_t completed_by_kind[QV_STAT_INSN_KINDS];/* index: enum qv_insn_kind */
     uint64_t console_bytes;
