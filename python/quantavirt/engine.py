@@ -252,7 +252,8 @@ def run_flat(binary: bytes, load_addr: int, mode: str = "real", memory: int = 64
     """Run a flat binary guest loaded at `load_addr`, entered at its first byte in `mode`
     ("real": cs = load_addr >> 4; "prot32": flat 32-bit; "long": 64-bit with the first
     4 GiB identity-mapped). `data` maps guest-physical addresses to bytes written before the
-    start (parameters for the guest); `console_input` is typed into the serial port. Returns how it ended, the counters and the serial output.
+    start (parameters for the guest); `console_input` is typed into the serial port.
+    Returns how it ended, the counters and the serial output.
     A guest still running after `timeout` seconds is stopped: QV_ERR_TIMEOUT."""
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
