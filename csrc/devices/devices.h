@@ -32,6 +32,12 @@ struct qv_rtc;
 int qv_rtc_create(struct qv_bus *bus, uint64_t mem_size, struct qv_rtc **out);
 void qv_rtc_destroy(struct qv_rtc *r);
 
+/* acpi_pm.c */
+struct qv_acpi_pm;
+int qv_acpi_pm_create(struct qv_bus *bus, qv_vm_exit_fn exit_fn, void *ctx,
+                      struct qv_acpi_pm **out);
+void qv_acpi_pm_destroy(struct qv_acpi_pm *pm);
+
 /* debug_exit.c */
 struct qv_debugdev;
 int qv_debugdev_create(struct qv_bus *bus, int with_mmio, qv_vm_exit_fn exit_fn, void *ctx,

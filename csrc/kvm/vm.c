@@ -163,6 +163,8 @@ static int create_devices(struct qv_vm *vm, char *err, size_t errlen)
     if (!rc)
         rc = qv_rtc_create(&vm->bus, vm->ram_size, &vm->rtc);
     if (!rc)
+        rc = qv_acpi_pm_create(&vm->bus, device_exit, vm, &vm->acpi_pm);
+    if (!rc)
         rc = qv_debugdev_create(&vm->bus, vm->cfg.test_device, device_exit, vm, &vm->debugdev);
     if (rc)
         snprintf(err, errlen, "creating the legacy devices failed: %s", qv_strerror(rc));
@@ -435,6 +437,7 @@ void qv_vm_destroy(struct qv_vm *vm)
     qv_i8042_destroy(vm->i8042);
     qv_rtc_destroy(vm->rtc);
     qv_debugdev_destroy(vm->debugdev);
+    qv_acpi_pm_destroy(vm->acpi_pm);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)

@@ -49,6 +49,7 @@ struct qv_vm {
     struct qv_i8042 *i8042;
     struct qv_rtc *rtc;
     struct qv_debugdev *debugdev;
+    struct qv_acpi_pm *acpi_pm;
     int console_log_fd;
     FILE *log;
     uint32_t mxcsr_mask;          /* host FXSAVE MXCSR_MASK, for the fallback's FXSAVE */

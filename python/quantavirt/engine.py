@@ -237,6 +237,25 @@ def identity_page_tables(base: int = FLAT_PML4) -> bytes:
     return pml4 + pdpt + pds
 
 
+def load_flat(machine: Machine, binary: bytes, mode: str, load: int) -> None:
+    """Put a flat binary at `load` and make vCPU 0 enter it in `mode` (see run_flat)."""
+    if mode not in BOOT_MODES:
+        raise QVError("QV_ERR_INVAL", f"unknown boot mode {mode!r}")
+    machine.write_phys(load, binary)
+    if mode == "real":
+        machine.set_boot_state("real", load, rsp=0xFFF0)
+        return
+    gdt = flat_gdt()
+    machine.write_phys(FLAT_GDT, gdt)
+    cr3 = 0
+    if mode == "long":
+        machine.write_phys(FLAT_PML4, identity_page_tables())
+        cr3 = FLAT_PML4
+    machine.set_boot_state(mode, load, rsp=FLAT_STACK, gdt_base=FLAT_GDT,
+                           gdt_limit=len(gdt) - 1, data_selector=DATA_SEL, cr3=cr3,
+                           code_selector=CODE64_SEL if mode == "long" else CODE32_SEL)
+
+
 @dataclass
 class FlatResult:
     exit: ExitInfo
@@ -263,24 +282,9 @@ def run_flat(binary: bytes, load_addr: int, mode: str = "real", memory: int = 64
         with Machine(memory=memory, cpus=cpus, console_fd=wfd, test_device=test_device,
                      emulation_fallback=emulation_fallback, kvm_path=kvm_path,
                      log_path=log_path) as m:
-            m.write_phys(load_addr, binary)
+            load_flat(m, binary, mode, load_addr)
             for gpa, blob in (data or {}).items():
                 m.write_phys(gpa, blob)
-            if mode == "real":
-                m.set_boot_state("real", load_addr, rsp=0xfff0)
-            else:
-                m.write_phys(FLAT_GDT, flat_gdt())
-                common = dict(gdt_base=FLAT_GDT, gdt_limit=len(flat_gdt()) - 1,
-                              data_selector=DATA_SEL, rsp=FLAT_STACK)
-                if mode == "prot32":
-                    m.set_boot_state("prot32", load_addr, code_selector=CODE32_SEL,
-                                     **common)  # type: ignore[arg-type]
-                elif mode == "long":
-                    m.write_phys(FLAT_PML4, identity_page_tables())
-                    m.set_boot_state("long", load_addr, code_selector=CODE64_SEL,
-                                     cr3=FLAT_PML4, **common)  # type: ignore[arg-type]
-                else:
-                    raise QVError("QV_ERR_INVAL", f"unknown boot mode {mode!r}")
             if console_input:
                 m.console_input(console_input)
             m.start()

@@ -28,6 +28,13 @@ struct qv_vm;
 #define QV_BOOT_TIMER_PORT 0x440  /* write: timestamp recorded (Firecracker-style boot timer) */
 #define QV_TEST_MMIO_BASE 0xd0000000ULL /* test device: 4 KiB scratch registers (test_device) */
 #define QV_TEST_MMIO_SIZE 0x1000ULL
+/* ACPI fixed hardware (the FADT the boot loader writes must name these): PM1a event block
+ * (4 bytes), PM1a control block (2 bytes), SLP_TYP of \_S5 (power off), SCI, reset register. */
+#define QV_ACPI_PM1A_EVT_PORT 0x600
+#define QV_ACPI_PM1A_CNT_PORT 0x604
+#define QV_ACPI_S5_SLP_TYP 5
+#define QV_ACPI_SCI_IRQ 9
+#define QV_RESET_PORT 0xcf9       /* write with bit 2 (RST_CPU): reset; FADT RESET_REG */
 #define QV_MAX_RESULTS 64
 #define QV_MAX_VCPUS 256
 
