@@ -57,9 +57,11 @@ void qv_vm_request_exit(struct qv_vm *vm, int reason, int error, int64_t status,
         }
     }
     atomic_store(&vm->stopping, true);
-    pthread_mutex_unlock(&vm->lock);
+    /* Kick under the lock that qv_vm_start holds while it creates each thread: a vCPU is
+     * either already marked started (and gets the signal) or starts after `stopping`. */
     for (uint32_t i = 0; i < vm->nvcpus; i++)
         qv_vcpu_kick(&vm->vcpus[i]);
+    pthread_mutex_unlock(&vm->lock);
 }
 
 static void device_exit(void *ctx, int reason, int64_t status)
@@ -314,12 +316,11 @@ int qv_vm_start(struct qv_vm *vm)
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
         pthread_mutex_lock(&vm->lock);
         vm->running++;
-        pthread_mutex_unlock(&vm->lock);
         int rc = qv_vcpu_start(&vm->vcpus[i]);
-        if (rc) {
-            pthread_mutex_lock(&vm->lock);
+        if (rc)
             vm->running--;
-            pthread_mutex_unlock(&vm->lock);
+        pthread_mutex_unlock(&vm->lock);
+        if (rc) {
             qv_vm_request_exit(vm, QV_EXIT_ERROR, rc, 0, "starting vCPU %" PRIu32 " failed", i);
             return rc;
         }
@@ -424,9 +425,11 @@ void qv_vm_destroy(struct qv_vm *vm)
     if (!vm)
         return;
     if (vm->vcpus) {
+        pthread_mutex_lock(&vm->lock);
         atomic_store(&vm->stopping, true);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_kick(&vm->vcpus[i]);
+        pthread_mutex_unlock(&vm->lock);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_join(&vm->vcpus[i]);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
