@@ -1,0 +1,42 @@
+/* The device bus (see bus.h). */
+#include "devices/bus.h"
+
+#include <string.h>
+
+#include "quantavirt/errors.h"
+
+int qv_bus_register(struct qv_bus *bus, enum qv_bus_space space, uint64_t base, uint64_t size,
+                    qv_bus_handler handler, void *opaque, const char *name)
+{
+    if (!bus || !handler || size == 0 || base + size < base || (space != QV_BUS_PIO &&
+                                                                 space != QV_BUS_MMIO))
+        return QV_ERR_INVAL;
+    if (space == QV_BUS_PIO && base + size > 0x10000)
+        return QV_ERR_INVAL;
+    for (int i = 0; i < bus->count[space]; i++) {
+        const struct qv_bus_range *r = &bus->ranges[space][i];
+        if (base < r->base + r->size && r->base < base + size)
+            return QV_ERR_EXIST;
+    }
+    if (bus->count[space] >= QV_BUS_MAX_RANGES)
+        return QV_ERR_NOMEM;
+    bus->ranges[space][bus->count[space]++] = (struct qv_bus_range){
+        .base = base, .size = size, .handler = handler, .opaque = opaque, .name = name};
+    return QV_SUCCESS;
+}
+
+bool qv_bus_dispatch(struct qv_bus *bus, enum qv_bus_space space, uint64_t addr, uint8_t *data,
+                     uint32_t len, bool is_write)
+{
+    for (int i = 0; i < bus->count[space]; i++) {
+        const struct qv_bus_range *r = &bus->ranges[space][i];
+        /* The whole access must fall inside one range. */
+        if (addr >= r->base && addr - r->base < r->size && len <= r->size - (addr - r->base)) {
+            r->handler(r->opaque, addr - r->base, data, len, is_write);
+            return true;
+        }
+    }
+    if (!is_write)
+        memset(data, 0xff, len);
+    return false;
+}

@@ -1,0 +1,100 @@
+/* Private state of a VM and its vCPUs, shared by the files in csrc/kvm. */
+#ifndef QV_KVM_VM_INTERNAL_H
+#define QV_KVM_VM_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "devices/bus.h"
+#include "devices/devices.h"
+#include "quantavirt/engine.h"
+
+struct qv_vcpu {
+    struct qv_vm *vm;
+    uint32_t id;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+    /* Counters written only by this vCPU's thread; read racily for stats. */
+    _Atomic uint64_t exits_by_reason[QV_STAT_EXIT_KINDS];
+    _Atomic uint64_t pio_exits, mmio_exits, unhandled_pio, unhandled_mmio, run_eagain;
+    _Atomic uint64_t completed_by_kind[QV_STAT_INSN_KINDS];
+};
+
+enum qv_vm_state { QV_VM_CREATED = 0, QV_VM_RUNNING = 1, QV_VM_ENDED = 2 };
+
+struct qv_vm {
+    int kvm_fd;
+    int vm_fd;
+    size_t run_size;
+    struct qv_vm_config cfg;
+    /* Guest RAM: one mapping, [0, low_size) at GPA 0 and the rest at 4 GiB. */
+    uint8_t *ram;
+    uint64_t ram_size;
+    uint64_t low_size;
+    uint64_t map_size;
+    struct qv_bus bus;
+    struct qv_vcpu *vcpus;
+    uint32_t nvcpus;
+    struct kvm_cpuid2 *cpuid;     /* what every vCPU gets (APIC IDs patched per vCPU) */
+    struct qv_boot_cpu_state boot;
+    bool boot_set;
+    struct qv_serial *serial;
+    struct qv_i8042 *i8042;
+    struct qv_rtc *rtc;
+    struct qv_debugdev *debugdev;
+    struct qv_acpi_pm *acpi_pm;
+    int console_log_fd;
+    FILE *log;
+    uint32_t mxcsr_mask;          /* host FXSAVE MXCSR_MASK, for the fallback's FXSAVE */
+
+    pthread_mutex_t lock;         /* state, exit, running count, error text, log */
+    pthread_cond_t cond;
+    enum qv_vm_state state;
+    atomic_bool stopping;
+    uint32_t running;
+    struct qv_vm_exit exit;
+    bool exit_set;
+    char error[4096];
+};
+
+/* The first call wins: record why the VM ends and kick every vCPU out of KVM_RUN. */
+void qv_vm_request_exit(struct qv_vm *vm, int reason, int error, int64_t status,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Write one line to the VM log (if any) as "[LEVEL] quantavirt::kvm: ...". */
+void qv_vm_log(struct qv_vm *vm, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Host pointer to [gpa, gpa+len) when entirely inside one RAM region, else NULL. */
+uint8_t *qv_vm_gpa_ptr(struct qv_vm *vm, uint64_t gpa, uint64_t len);
+
+/* memory.c */
+int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen);
+int qv_memory_register(struct qv_vm *vm, char *err, size_t errlen);
+void qv_memory_free(struct qv_vm *vm);
+
+/* cpuid.c */
+int qv_cpuid_init(struct qv_vm *vm, char *err, size_t errlen);
+int qv_cpuid_apply(struct qv_vm *vm, struct qv_vcpu *vcpu);
+
+/* vcpu.c */
+int qv_vcpu_create(struct qv_vm *vm, uint32_t id, char *err, size_t errlen);
+int qv_vcpu_apply_boot_state(struct qv_vcpu *vcpu, const struct qv_boot_cpu_state *st);
+int qv_vcpu_start(struct qv_vcpu *vcpu);
+void qv_vcpu_kick(struct qv_vcpu *vcpu);
+void qv_vcpu_join(struct qv_vcpu *vcpu);
+void qv_vcpu_close(struct qv_vcpu *vcpu);
+/* Format the vCPU's registers into buf (for error reports). */
+void qv_vcpu_dump_regs(struct qv_vcpu *vcpu, char *buf, size_t len);
+
+/* emulate.c: complete the instruction of a KVM_INTERNAL_ERROR_EMULATION exit. 0 when done
+ * (RIP advanced, state written back); QV_ERR_GUEST with `why` filled otherwise. */
+int qv_emulate_complete(struct qv_vcpu *vcpu, char *why, size_t whylen);
+uint32_t qv_emulate_host_mxcsr_mask(void);
+
+#endif

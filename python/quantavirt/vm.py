@@ -1,0 +1,257 @@
+"""`quantavirt.VM`: one virtual machine built from an effective configuration.
+
+The VM reads the schema's field names from the config dict (defaults applied with ``.get``,
+the config validator fills them in first in the full flow), chooses devices and the boot path,
+and drives the C engine (:mod:`quantavirt.engine`). The serial console is a byte stream
+(:attr:`VM.console`) and, when ``console.log`` is set, a file.
+
+Lifecycle (product documentation): CREATED -> RUNNING (start) -> STOPPED; any -> DESTROYED
+(close). A transition from the wrong state is QV_ERR_STATE.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import select
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from quantavirt.config.sizes import parse_size
+from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
+from quantavirt.errors import QVError
+from quantavirt.host import HostInfo, probe
+
+F_SETPIPE_SZ = 1031
+CONSOLE_PIPE_SIZE = 1 << 20
+
+
+class ConsoleStream:
+    """The serial console's output as a stream of bytes: iterate for chunks as they come, or
+    `read(timeout)` for what is there. Ends (StopIteration / b"") after the VM stopped and
+    everything was read."""
+
+    def __init__(self, fd: int, ended: Callable[[], bool]) -> None:
+        self._fd = fd
+        self._ended = ended
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._eof = False
+        self._thread = threading.Thread(target=self._pump, name="qv-console", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            r, _, _ = select.select([self._fd], [], [], 0.05)
+            if r:
+                try:
+                    chunk = os.read(self._fd, 65536)
+                except BlockingIOError:
+                    chunk = b""
+                if chunk:
+                    self._queue.put(chunk)
+                    continue
+            if not r and self._ended():
+                self._queue.put(None)
+                return
+
+    def read(self, timeout: float | None = None) -> bytes:
+        """The next chunk (b"" at the end, or when nothing arrived within `timeout`)."""
+        if self._eof:
+            return b""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return b""
+        if item is None:
+            self._eof = True
+            return b""
+        return item
+
+    @property
+    def at_end(self) -> bool:
+        return self._eof
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._eof = True
+                return
+            yield item
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def effective_cmdline(boot: Mapping[str, Any], host: HostInfo) -> str:
+    """The guest kernel command line: the configured one plus the adaptations the host probe
+    asks for on this backend (none on hardware KVM)."""
+    parts = [str(boot.get("cmdline") or "").strip()]
+    parts += [a for a in host.guest_cmdline_adaptations if a not in parts[0].split()]
+    return " ".join(p for p in parts if p)
+
+
+def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str,
+                       host: HostInfo) -> None:
+    """Load boot.kernel (and initrd) into guest memory and set the boot vCPU state.
+
+    TODO(boot loader): the Linux loaders (csrc/boot: bzImage, PVH, ACPI, e820) plug in here:
+    fill a `struct qv_boot_cpu_state` and pass it to ``machine.set_boot_cpu_state``."""
+    raise QVError("QV_ERR_NOTSUP", "direct kernel boot lands with the boot loader work",
+                  path="boot.kernel")
+
+
+class VM:
+    """A VM from its effective configuration (schema field names)."""
+
+    def __init__(self, config: Mapping[str, Any], *, kvm_path: str | None = None,
+                 log_path: str | None = None, host: HostInfo | None = None,
+                 flat_binary: bytes | None = None, flat_mode: str = "long",
+                 flat_load: int = 0x100000) -> None:
+        """`flat_binary` runs a freestanding binary instead of a kernel (diagnostics and the
+        `launch --flat` option); everything else follows the configuration."""
+        self.config = config
+        self.name = str(config.get("name", "vm"))
+        self.state = "CREATED"
+        cpu = _section(config, "cpu")
+        memory = _section(config, "memory")
+        console = _section(config, "console")
+        boot = _section(config, "boot")
+        count = cpu.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise QVError("QV_ERR_INVAL", "cpu.count must be a positive integer", path="cpu.count")
+        try:
+            size = parse_size(memory.get("size", ""))
+        except ValueError as e:
+            raise QVError("QV_ERR_INVAL", str(e), path="memory.size") from None
+        hugepages = memory.get("hugepages", False)
+        if hugepages not in (False, None, "2M", "1G"):
+            raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
+                          path="memory.hugepages")
+        self.host = host or probe(kvm_path)
+        kernel = boot.get("kernel")
+        if flat_binary is None:
+            if not kernel:
+                raise QVError("QV_ERR_NOTSUP",
+                              "firmware boot not supported yet; set boot.kernel for direct "
+                              "kernel boot", path="boot.kernel")
+            if not Path(kernel).is_file():
+                raise QVError("QV_ERR_NOENT", f"kernel image {kernel} not found",
+                              path="boot.kernel")
+            initrd = boot.get("initrd")
+            if initrd and not Path(initrd).is_file():
+                raise QVError("QV_ERR_NOENT", f"initrd {initrd} not found", path="boot.initrd")
+        self.console_log: str | None = console.get("log")
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(wfd, F_SETPIPE_SZ, CONSOLE_PIPE_SIZE)
+        except OSError:
+            pass  # the default size works, only bursts beyond it are dropped
+        os.set_blocking(wfd, False)
+        os.set_blocking(rfd, False)
+        self._rfd, self._wfd = rfd, wfd
+        self._ended = threading.Event()
+        try:
+            self.machine = Machine(
+                memory=size, cpus=count, hugepages=hugepages or None,
+                prealloc=bool(memory.get("prealloc", False)),
+                numa_node=cpu.get("numa_node"), console_fd=wfd,
+                console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
+                test_device=flat_binary is not None,
+                emulation_fallback=True)
+            if flat_binary is not None:
+                load_flat(self.machine, flat_binary, flat_mode, flat_load)
+            else:
+                self.cmdline = effective_cmdline(boot, self.host)
+                direct_kernel_boot(self.machine, boot, self.cmdline, self.host)
+        except BaseException:
+            self._close_fds()
+            if hasattr(self, "machine"):
+                self.machine.close()
+            raise
+        self.console = ConsoleStream(rfd, self._has_ended)
+        self._exit: ExitInfo | None = None
+        self._waiter: threading.Thread | None = None
+
+    def _has_ended(self) -> bool:
+        """True once every vCPU stopped (or the VM was closed); polled by the console."""
+        if self._ended.is_set():
+            return True
+        return self.state != "CREATED" and self.machine.wait(0) is not None
+
+    def _close_fds(self) -> None:
+        for fd in (self._rfd, self._wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._rfd = self._wfd = -1
+
+    def start(self) -> None:
+        if self.state != "CREATED":
+            raise QVError("QV_ERR_STATE", f"cannot start a VM in state {self.state}")
+        self.machine.start()
+        self.state = "RUNNING"
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """How the VM ended, or None if it is still running after `timeout` seconds."""
+        if self.state == "CREATED":
+            raise QVError("QV_ERR_STATE", "the VM was not started")
+        if self._exit is None:
+            if self.state == "DESTROYED":
+                raise QVError("QV_ERR_STATE", "the VM was destroyed")
+            ex = self.machine.wait(timeout)
+            if ex is None:
+                return None
+            self._exit = ex
+            self.state = "STOPPED"
+            self._ended.set()
+        return self._exit
+
+    def stop(self) -> ExitInfo:
+        """Stop the vCPUs (there is no ACPI power button yet: this is the forced stop)."""
+        if self.state != "RUNNING":
+            raise QVError("QV_ERR_STATE", f"cannot stop a VM in state {self.state}")
+        self.machine.stop()
+        ex = self.wait()
+        assert ex is not None
+        return ex
+
+    @property
+    def exit_status(self) -> int | None:
+        """0 after a guest power-off, the value after a debug exit, else None."""
+        return self._exit.status if self._exit else None
+
+    def stats(self) -> Stats:
+        return self.machine.stats()
+
+    def console_input(self, data: bytes) -> None:
+        self.machine.console_input(data)
+
+    def close(self) -> None:
+        """Destroy: stop, join every thread, close every fd, unmap guest RAM."""
+        if self.state == "DESTROYED":
+            return
+        self.machine.close()
+        self._ended.set()
+        self.console.join()
+        self._close_fds()
+        self.state = "DESTROYED"
+
+    def __enter__(self) -> VM:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = config.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise QVError("QV_ERR_INVAL", f"{name} must be an object", path=name)
+    return value
