@@ -8,6 +8,7 @@
 #ifndef QUANTAVIRT_ENGINE_H
 #define QUANTAVIRT_ENGINE_H
 
+#include "quantavirt/acpi.h" /* PM1a and reset ports, shared with the FADT */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,11 +31,7 @@ struct qv_vm;
 #define QV_TEST_MMIO_SIZE 0x1000ULL
 /* ACPI fixed hardware (the FADT the boot loader writes must name these): PM1a event block
  * (4 bytes), PM1a control block (2 bytes), SLP_TYP of \_S5 (power off), SCI, reset register. */
-#define QV_ACPI_PM1A_EVT_PORT 0x600
-#define QV_ACPI_PM1A_CNT_PORT 0x604
-#define QV_ACPI_S5_SLP_TYP 5
-#define QV_ACPI_SCI_IRQ 9
-#define QV_RESET_PORT 0xcf9       /* write with bit 2 (RST_CPU): reset; FADT RESET_REG */
+#define QV_RESET_PORT QV_ACPI_RESET_PORT /* write with bit 2 (RST_CPU): reset */
 #define QV_MAX_RESULTS 64
 #define QV_MAX_VCPUS 256
 
