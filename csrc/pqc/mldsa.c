@@ -404,11 +404,10 @@ static unsigned rej_bounded(poly *a, unsigned j, const uint8_t *buf, size_t len,
             uint32_t b = half[h];
             uint32_t accept = (b - limit) >> 31; /* b < limit */
             QV_CT_DECLASSIFY(&accept, sizeof accept);
-            if (accept) {
-                /* eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10) for b < 15 */
-                a->c[j++] = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10))
-                                     : 4 - (int32_t)b;
-            }
+            /* Written at j in every case and kept only when accepted: no branch to
+             * mispredict. eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10). */
+            a->c[j] = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10)) : 4 - (int32_t)b;
+            j += accept;
         }
     }
     return j;
@@ -441,12 +440,16 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
             if (!reject)
                 break;
         }
+        int32_t sign = 1 - 2 * (int32_t)(signs & 1);
+        signs >>= 1;
+        if (use_avx2()) {
+            qv_mldsa_ball_swap_avx2(c->c, i, j, sign);
+            continue;
+        }
         int32_t cj = 0;
         for (uint32_t p = 0; p < N; p++)
             cj |= c->c[p] & (int32_t)ct_eq_mask(p, j);
         c->c[i] = cj;
-        int32_t sign = 1 - 2 * (int32_t)(signs & 1);
-        signs >>= 1;
         for (uint32_t p = 0; p < N; p++) {
             int32_t m = (int32_t)ct_eq_mask(p, j);
             c->c[p] = (c->c[p] & ~m) | (sign & m);

@@ -183,6 +183,25 @@ AVX2 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_
         store(r + j, _mm256_add_epi32(load(r + j), mont_mul(load(a + j), load(b + j))));
 }
 
+AVX2 void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int32_t sign)
+{
+    const __m256i jv = _mm256_set1_epi32((int32_t)j);
+    const __m256i step = _mm256_set1_epi32(8);
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i acc = _mm256_setzero_si256();
+    for (unsigned p = 0; p < QV_MLDSA_N; p += 8, idx = _mm256_add_epi32(idx, step))
+        acc = _mm256_or_si256(acc, _mm256_and_si256(load(c + p), _mm256_cmpeq_epi32(idx, jv)));
+    /* horizontal OR: exactly one lane is non-zero at most */
+    __m128i h = _mm_or_si128(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0xB1));
+    c[i] = _mm_cvtsi128_si32(h);
+    const __m256i sv = _mm256_set1_epi32(sign);
+    idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (unsigned p = 0; p < QV_MLDSA_N; p += 8, idx = _mm256_add_epi32(idx, step))
+        store(c + p, _mm256_blendv_epi8(load(c + p), sv, _mm256_cmpeq_epi32(idx, jv)));
+}
+
 #else /* not x86-64 with GCC or Clang: the portable code is used */
 
 int qv_mldsa_have_avx2(void)
@@ -195,6 +214,10 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N])
 {
     (void)r, (void)a, (void)b;
+}
+void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int32_t sign)
+{
+    (void)c, (void)i, (void)j, (void)sign;
 }
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N])

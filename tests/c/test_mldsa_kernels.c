@@ -173,6 +173,24 @@ static void check_avx2_matches_portable(void)
         qv_mldsa_pointwise_acc_avx2(p2.c, b.c, a.c);
         CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "pointwise_acc avx2 differs (trial %d)", trial);
     }
+    for (int trial = 0; trial < 3000; trial++) {
+        uint8_t ctilde[64];
+        for (unsigned i = 0; i < sizeof ctilde; i++)
+            ctilde[i] = (uint8_t)rng();
+        const unsigned taus[3] = {39, 49, 60};
+        poly c1, c2;
+        qv_mldsa_force_portable(1);
+        sample_in_ball(&c1, ctilde, 32 + 16 * (trial % 3), taus[trial % 3]);
+        qv_mldsa_force_portable(0);
+        sample_in_ball(&c2, ctilde, 32 + 16 * (trial % 3), taus[trial % 3]);
+        CHECK(memcmp(&c1, &c2, sizeof c1) == 0, "sample_in_ball avx2 differs (trial %d)", trial);
+        int weight = 0;
+        for (int n = 0; n < N; n++) {
+            CHECK(c1.c[n] >= -1 && c1.c[n] <= 1, "sample_in_ball coefficient out of range");
+            weight += c1.c[n] != 0;
+        }
+        CHECK(weight == (int)taus[trial % 3], "sample_in_ball weight %d", weight);
+    }
     printf("AVX2 kernels equal the portable ones\n");
 }
 
