@@ -153,7 +153,7 @@ class Signature:
             else:
                 xi = _sized(seed, SEED_SIZE, "seed")
                 _check(lib.qv_mldsa_keygen_seed(self._alg, pk, sk, xi), "keygen")
-            return bytes(pk), bytes(sk)
+            return ffi.buffer(pk)[:], ffi.buffer(sk)[:]
         finally:
             ffi.memmove(sk, b"\0" * self._sk_size, self._sk_size)
 
@@ -166,7 +166,7 @@ class Signature:
         out = ffi.new("uint8_t[]", self._sig_size)
         _check(lib.qv_mldsa_sign(self._alg, out, skb, m, len(m), c, len(c),
                                  1 if deterministic else 0), "sign")
-        return bytes(out)
+        return ffi.buffer(out)[:]
 
     def sign_with_randomness(self, sk: Bytes, msg: Bytes, rnd: Bytes, ctx: Bytes = b"",
                              ) -> bytes:
@@ -177,7 +177,7 @@ class Signature:
         c = _context(ctx)
         out = ffi.new("uint8_t[]", self._sig_size)
         _check(lib.qv_mldsa_sign_rnd(self._alg, out, skb, m, len(m), c, len(c), r), "sign")
-        return bytes(out)
+        return ffi.buffer(out)[:]
 
     def verify(self, pk: Bytes, msg: Bytes, signature: Bytes, ctx: Bytes = b"") -> bool:
         """ML-DSA.Verify: True or False. A public key of the wrong size raises PQC_ERR_SIZE and
