@@ -25,6 +25,17 @@
 #define QV_CT_DECLASSIFY(ptr, len) ((void)(ptr), (void)(len))
 #endif
 
+/* Whole-polynomial coefficient loops get an AVX2 clone next to the baseline one (GCC/Clang
+ * function multi-versioning, resolved once from CPUID); the compiler vectorises each. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define QV_POLY_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef QV_POLY_CLONES
+#define QV_POLY_CLONES
+#endif
+
 #define N 256
 #define Q 8380417
 #define QINV 58728449u /* q^-1 mod 2^32 */
@@ -232,14 +243,14 @@ static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
         poly_pointwise_acc_portable(r, a, b);
 }
 
-static void poly_reduce(poly *a)
+QV_POLY_CLONES static void poly_reduce(poly *a)
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = reduce32(a->c[i]);
 }
 
 /* Canonical representative in [0, q). */
-static void poly_freeze(poly *a)
+QV_POLY_CLONES static void poly_freeze(poly *a)
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = caddq(reduce32(a->c[i]));
@@ -247,7 +258,7 @@ static void poly_freeze(poly *a)
 
 /* 1 when some |a_i| >= bound, else 0; coefficients must be centred and reduced. Branch-free:
  * the caller decides (and declassifies) the rejection. */
-static uint32_t poly_exceeds(const poly *a, int32_t bound)
+QV_POLY_CLONES static uint32_t poly_exceeds(const poly *a, int32_t bound)
 {
     uint32_t bad = 0;
     for (unsigned i = 0; i < N; i++) {
@@ -308,10 +319,79 @@ static inline int32_t use_hint(int32_t h, int32_t r, int32_t gamma2)
     return v;
 }
 
+/* ---- whole-polynomial steps of Sign and Verify (vectorised through QV_POLY_CLONES) ---- */
+
+/* w <- w mod+ q and w1 = HighBits(w). */
+QV_POLY_CLONES static void poly_freeze_highbits(poly *w, poly *w1, int32_t gamma2)
+{
+    for (unsigned n = 0; n < N; n++) {
+        w->c[n] = caddq(reduce32(w->c[n]));
+        w1->c[n] = highbits(w->c[n], gamma2);
+    }
+}
+
+/* z = y + c s1 (cs1 straight out of the inverse NTT); 1 if ||z|| >= bound. */
+QV_POLY_CLONES static uint32_t poly_add_check(poly *z, const poly *y, const poly *cs1,
+                                              int32_t bound)
+{
+    uint32_t bad = 0;
+    for (unsigned n = 0; n < N; n++) {
+        int32_t v = y->c[n] + reduce32(cs1->c[n]);
+        z->c[n] = v;
+        int32_t abs = v - ((v >> 31) & (2 * v));
+        bad |= (uint32_t)(bound - 1 - abs) >> 31;
+    }
+    return bad;
+}
+
+/* r = (w - c s2) mod+ q, (r1, r0) = Decompose(r); 1 if ||r0|| >= bound. */
+QV_POLY_CLONES static uint32_t poly_lowbits_check(poly *r, poly *r1, poly *r0, const poly *w,
+                                                  const poly *cs2, int32_t gamma2,
+                                                  int32_t bound)
+{
+    uint32_t bad = 0;
+    for (unsigned n = 0; n < N; n++) {
+        r->c[n] = caddq(reduce32(w->c[n] - reduce32(cs2->c[n])));
+        decompose(r->c[n], gamma2, &r1->c[n], &r0->c[n]);
+        int32_t v = r0->c[n];
+        int32_t abs = v - ((v >> 31) & (2 * v));
+        bad |= (uint32_t)(bound - 1 - abs) >> 31;
+    }
+    return bad;
+}
+
+/* h = MakeHint(-c t0, r + c t0) = [HighBits(r + c t0) != HighBits(r)], with r1 =
+ * HighBits(r); returns the number of ones. */
+QV_POLY_CLONES static uint32_t poly_make_hint(poly *h, const poly *r, const poly *r1,
+                                              const poly *ct0, int32_t gamma2)
+{
+    uint32_t ones = 0;
+    for (unsigned n = 0; n < N; n++) {
+        int32_t v = caddq(reduce32(r->c[n] + ct0->c[n]));
+        uint32_t diff = (uint32_t)(highbits(v, gamma2) ^ r1->c[n]);
+        uint32_t bit = (diff | (0u - diff)) >> 31;
+        h->c[n] = (int32_t)bit;
+        ones += bit;
+    }
+    return ones;
+}
+
+/* w <- UseHint(h, w mod+ q). */
+QV_POLY_CLONES static void poly_use_hint(poly *w, const poly *h, int32_t gamma2)
+{
+    for (unsigned n = 0; n < N; n++)
+        w->c[n] = use_hint(h->c[n], caddq(reduce32(w->c[n])), gamma2);
+}
+
 /* ---- bit packing (FIPS 204 section 7.1): 256 values of `bits` bits, LSB first -------- */
 
 static void pack_bits(uint8_t *out, const uint32_t v[N], unsigned bits)
 {
+    if (bits == 4) { /* w1 of ML-DSA-65/87: two per byte */
+        for (unsigned i = 0; i < N / 2; i++)
+            out[i] = (uint8_t)(v[2 * i] | (v[2 * i + 1] << 4));
+        return;
+    }
     uint64_t acc = 0;
     unsigned nacc = 0;
     size_t o = 0;
@@ -328,18 +408,21 @@ static void pack_bits(uint8_t *out, const uint32_t v[N], unsigned bits)
 
 static void unpack_bits(uint32_t v[N], const uint8_t *in, unsigned bits)
 {
-    uint64_t acc = 0;
-    unsigned nacc = 0;
-    size_t o = 0;
+    /* Coefficient i sits at bit i * bits: read the 4 bytes that hold it (bits <= 24), except
+     * near the end of the input where fewer remain. Offsets depend on `bits` only. */
+    const size_t total = (size_t)N * bits / 8;
     const uint32_t mask = (1u << bits) - 1;
     for (unsigned i = 0; i < N; i++) {
-        while (nacc < bits) {
-            acc |= (uint64_t)in[o++] << nacc;
-            nacc += 8;
+        size_t off = (size_t)i * bits, byte = off / 8;
+        uint32_t w = 0;
+        if (byte + 4 <= total) {
+            w = (uint32_t)in[byte] | ((uint32_t)in[byte + 1] << 8) |
+                ((uint32_t)in[byte + 2] << 16) | ((uint32_t)in[byte + 3] << 24);
+        } else {
+            for (size_t b = byte; b < total; b++)
+                w |= (uint32_t)in[b] << (8 * (b - byte));
         }
-        v[i] = (uint32_t)acc & mask;
-        acc >>= bits;
-        nacc -= bits;
+        v[i] = (w >> (off % 8)) & mask;
     }
 }
 
@@ -713,7 +796,7 @@ typedef struct {
     poly s1hat[L_MAX], s2hat[K_MAX], t0hat[K_MAX];
     poly y[L_MAX], z[L_MAX];
     poly w[K_MAX], w1[K_MAX], r0[K_MAX], ct0[K_MAX], h[K_MAX];
-    poly c, chat, tmp;
+    poly c, chat, tmp, r, r1;
 } sign_state;
 
 /* mu = H(tr || M', 64) with M' = 0 || len(ctx) || ctx || msg (the pure external interface). */
@@ -783,9 +866,7 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
                 poly_pointwise_acc(&st->w[i], &st->a[i][j], &st->z[j]);
             poly_reduce(&st->w[i]);
             poly_invntt_tomont(&st->w[i]);
-            poly_freeze(&st->w[i]);
-            for (unsigned n = 0; n < N; n++)
-                st->w1[i].c[n] = highbits(st->w[i].c[n], p->gamma2);
+            poly_freeze_highbits(&st->w[i], &st->w1[i], p->gamma2);
         }
         /* ctilde = H(mu || w1Encode(w1), lambda / 4); c = SampleInBall(ctilde) */
         w1_encode(st->w1buf, st->w1, p);
@@ -806,35 +887,22 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
         for (unsigned j = 0; j < p->l; j++) {
             poly_pointwise(&st->tmp, &st->chat, &st->s1hat[j]);
             poly_invntt_tomont(&st->tmp);
-            for (unsigned n = 0; n < N; n++)
-                st->z[j].c[n] = st->y[j].c[n] + reduce32(st->tmp.c[n]);
-            reject |= poly_exceeds(&st->z[j], p->gamma1 - (int32_t)p->beta);
+            reject |= poly_add_check(&st->z[j], &st->y[j], &st->tmp,
+                                     p->gamma1 - (int32_t)p->beta);
         }
         uint32_t ones = 0;
         for (unsigned i = 0; i < p->k; i++) {
             /* r = w - c s2: r0 = LowBits(r) must stay below gamma2 - beta */
             poly_pointwise(&st->tmp, &st->chat, &st->s2hat[i]);
             poly_invntt_tomont(&st->tmp);
-            for (unsigned n = 0; n < N; n++)
-                st->tmp.c[n] = caddq(reduce32(st->w[i].c[n] - reduce32(st->tmp.c[n])));
-            int32_t hi_r[N];
-            for (unsigned n = 0; n < N; n++)
-                decompose(st->tmp.c[n], p->gamma2, &hi_r[n], &st->r0[i].c[n]);
-            reject |= poly_exceeds(&st->r0[i], p->gamma2 - (int32_t)p->beta);
-            /* c t0, and h = MakeHint(-c t0, w - c s2 + c t0) = [HighBits(w - c s2 + c t0) !=
-             * HighBits(w - c s2)] */
+            reject |= poly_lowbits_check(&st->r, &st->r1, &st->r0[i], &st->w[i], &st->tmp,
+                                         p->gamma2, p->gamma2 - (int32_t)p->beta);
+            /* c t0 below gamma2, and h = MakeHint(-c t0, w - c s2 + c t0) */
             poly_pointwise(&st->ct0[i], &st->chat, &st->t0hat[i]);
             poly_invntt_tomont(&st->ct0[i]);
             poly_reduce(&st->ct0[i]);
             reject |= poly_exceeds(&st->ct0[i], p->gamma2);
-            for (unsigned n = 0; n < N; n++) {
-                int32_t v = caddq(reduce32(st->tmp.c[n] + st->ct0[i].c[n]));
-                uint32_t diff = (uint32_t)(highbits(v, p->gamma2) ^ hi_r[n]);
-                uint32_t bit = (diff | (0u - diff)) >> 31;
-                st->h[i].c[n] = (int32_t)bit;
-                ones += bit;
-            }
-            qv_wipe(hi_r, sizeof hi_r);
+            ones += poly_make_hint(&st->h[i], &st->r, &st->r1, &st->ct0[i], p->gamma2);
         }
         reject |= ((uint32_t)p->omega - ones) >> 31; /* more than omega hints */
         QV_CT_DECLASSIFY(&reject, sizeof reject);
@@ -946,9 +1014,7 @@ static int verify_internal(const mldsa_params *p, const uint8_t *pk, const uint8
             st->w[i].c[n] -= st->tmp.c[n];
         poly_reduce(&st->w[i]);
         poly_invntt_tomont(&st->w[i]);
-        poly_freeze(&st->w[i]);
-        for (unsigned n = 0; n < N; n++)
-            st->w[i].c[n] = use_hint(st->h[i].c[n], st->w[i].c[n], p->gamma2);
+        poly_use_hint(&st->w[i], &st->h[i], p->gamma2);
     }
     w1_encode(st->w1buf, st->w, p);
     qv_keccak h;
