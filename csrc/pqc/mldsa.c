@@ -12,7 +12,6 @@
  * file, so memcheck flags any other use of secret data in a branch or an address. */
 #include "quantavirt/mldsa.h"
 
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -187,28 +186,23 @@ static void poly_pointwise_acc_portable(poly *r, const poly *a, const poly *b)
         r->c[i] += mont_reduce((int64_t)a->c[i] * b->c[i]);
 }
 
-/* The code path: AVX2 kernels when the CPU has them (decided once per process, from CPUID),
- * else portable C. Both give identical results. qv_mldsa_force_portable() exists for tests. */
-static atomic_int mldsa_use_avx2 = -1;
-
+/* The code path: AVX2 kernels when the CPU has them (mldsa_avx2.c decides from CPUID),
+ * else portable C. Both give identical results. */
 static inline int use_avx2(void)
 {
-    int v = atomic_load_explicit(&mldsa_use_avx2, memory_order_relaxed);
-    if (v < 0) { /* first use: every thread computes the same answer */
-        v = qv_mldsa_have_avx2();
-        atomic_store_explicit(&mldsa_use_avx2, v, memory_order_relaxed);
-    }
-    return v;
-}
-
-void qv_mldsa_force_portable(int on)
-{
-    atomic_store_explicit(&mldsa_use_avx2, on ? 0 : qv_mldsa_have_avx2(), memory_order_relaxed);
+    return qv_mldsa_path() >= QV_MLDSA_PATH_AVX2;
 }
 
 const char *qv_mldsa_code_path(void)
 {
-    return use_avx2() ? "avx2" : "portable";
+    switch (qv_mldsa_path()) {
+    case QV_MLDSA_PATH_AVX512:
+        return "avx2+avx512";
+    case QV_MLDSA_PATH_AVX2:
+        return "avx2";
+    default:
+        return "portable";
+    }
 }
 
 static void poly_ntt(poly *a)

@@ -3,17 +3,47 @@
  * coefficient (same butterflies, same Montgomery reductions), so results are bit-identical;
  * the last three NTT layers (distance 4, 2, 1) regroup coefficients with permutes so that
  * every butterfly stays vertical. Compiled for AVX2 with a target attribute and chosen at
- * run time (qv_mldsa_have_avx2). No data-dependent branches or indices. */
+ * run time (qv_mldsa_path). No data-dependent branches or indices. */
+#include <stdatomic.h>
+
 #include "pqc/mldsa_internal.h"
+
+/* -1 until first use; then the best path of the CPU. A separate cap serves the tests. */
+static atomic_int mldsa_cpu_path = -1;
+static atomic_int mldsa_path_cap = QV_MLDSA_PATH_AVX512;
+
+static int cpu_path(void);
+
+int qv_mldsa_path(void)
+{
+    int v = atomic_load_explicit(&mldsa_cpu_path, memory_order_relaxed);
+    if (v < 0) { /* every thread computes the same answer */
+        v = cpu_path();
+        atomic_store_explicit(&mldsa_cpu_path, v, memory_order_relaxed);
+    }
+    int cap = atomic_load_explicit(&mldsa_path_cap, memory_order_relaxed);
+    return v < cap ? v : cap;
+}
+
+void qv_mldsa_set_path_limit(int max_path)
+{
+    if (max_path < 0 || max_path > QV_MLDSA_PATH_AVX512)
+        max_path = QV_MLDSA_PATH_AVX512;
+    atomic_store_explicit(&mldsa_path_cap, max_path, memory_order_relaxed);
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2")))
 
-int qv_mldsa_have_avx2(void)
+static int cpu_path(void)
 {
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (!__builtin_cpu_supports("avx2"))
+        return QV_MLDSA_PATH_PORTABLE;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return QV_MLDSA_PATH_AVX512;
+    return QV_MLDSA_PATH_AVX2;
 }
 
 /* a * b * 2^-32 mod q per lane (|a b| < 2^31 q), as mont_reduce((int64_t)a * b). */
@@ -204,9 +234,9 @@ AVX2 void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j,
 
 #else /* not x86-64 with GCC or Clang: the portable code is used */
 
-int qv_mldsa_have_avx2(void)
+static int cpu_path(void)
 {
-    return 0;
+    return QV_MLDSA_PATH_PORTABLE;
 }
 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }
 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantavirt/mldsa.h"
+
 #define QV_MLDSA_N 256
 #define QV_MLDSA_Q 8380417
 #define QV_MLDSA_QINV 58728449 /* q^-1 mod 2^32 */
@@ -14,9 +16,12 @@
 /* zeta^brv8(i) * 2^32 mod q, centred, zeta = 1753; entry 0 unused. */
 extern const int32_t qv_mldsa_zetas[QV_MLDSA_N];
 
+/* The code path in force (QV_MLDSA_PATH_*): what CPUID offers, capped by
+ * qv_mldsa_set_path_limit. */
+int qv_mldsa_path(void);
+
 /* AVX2 kernels, bit-identical to the portable ones (same operations per coefficient); only
- * call them when qv_mldsa_have_avx2() says the CPU has AVX2. */
-int qv_mldsa_have_avx2(void);
+ * call them when qv_mldsa_path() >= QV_MLDSA_PATH_AVX2. */
 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]);
 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]);
 void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],

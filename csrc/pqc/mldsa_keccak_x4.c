@@ -2,7 +2,8 @@
  * same-length XOF calls of ML-DSA (ExpandA, ExpandS, ExpandMask). With AVX2 one permutation
  * call runs Keccak-f[1600] on all four states in the lanes of 256-bit registers; without it the
  * scalar qv_keccak_f1600 runs four times. Either way each lane's output is exactly that
- * lane's SHAKE output (tests/c/test_mldsa_kernels.c compares with qv_shake128/256). */
+ * lane's SHAKE output (tests/c/test_mldsa_kernels.c compares with qv_shake128/256). With
+ * AVX-512VL the same four-lane permutation uses rotate and ternary-logic instructions. */
 #include <string.h>
 
 #include "pqc/mldsa_internal.h"
@@ -93,9 +94,66 @@ __attribute__((target("avx2"))) static void permute_x4_avx2(uint64_t s[25 * 4])
         _mm256_storeu_si256((__m256i *)(s + 4 * i), a[i]);
 }
 
+/* The same round with AVX-512VL on 256-bit registers: one-instruction rotations and
+ * three-input logic (vpternlogq: 0x96 = a ^ b ^ c, 0xD2 = a ^ (~b & c)). */
+#define ROL512(x, n) _mm256_rol_epi64((x), (n))
+#define XOR3(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0x96)
+
+__attribute__((target("avx2,avx512f,avx512vl"))) static void permute_x4_avx512(uint64_t s[25 * 4])
+{
+    __m256i a[25], b[25], c[5], d[5];
+    for (unsigned i = 0; i < 25; i++)
+        a[i] = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
+    for (unsigned round = 0; round < 24; round++) {
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            c[x] = XOR3(XOR3(a[x], a[x + 5], a[x + 10]), a[x + 15], a[x + 20]);
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            d[x] = _mm256_xor_si256(c[(x + 4) % 5], ROL512(c[(x + 1) % 5], 1));
+        b[0] = _mm256_xor_si256(a[0], d[0]);
+        b[16] = ROL512(_mm256_xor_si256(a[5], d[0]), 36);
+        b[7] = ROL512(_mm256_xor_si256(a[10], d[0]), 3);
+        b[23] = ROL512(_mm256_xor_si256(a[15], d[0]), 41);
+        b[14] = ROL512(_mm256_xor_si256(a[20], d[0]), 18);
+        b[10] = ROL512(_mm256_xor_si256(a[1], d[1]), 1);
+        b[1] = ROL512(_mm256_xor_si256(a[6], d[1]), 44);
+        b[17] = ROL512(_mm256_xor_si256(a[11], d[1]), 10);
+        b[8] = ROL512(_mm256_xor_si256(a[16], d[1]), 45);
+        b[24] = ROL512(_mm256_xor_si256(a[21], d[1]), 2);
+        b[20] = ROL512(_mm256_xor_si256(a[2], d[2]), 62);
+        b[11] = ROL512(_mm256_xor_si256(a[7], d[2]), 6);
+        b[2] = ROL512(_mm256_xor_si256(a[12], d[2]), 43);
+        b[18] = ROL512(_mm256_xor_si256(a[17], d[2]), 15);
+        b[9] = ROL512(_mm256_xor_si256(a[22], d[2]), 61);
+        b[5] = ROL512(_mm256_xor_si256(a[3], d[3]), 28);
+        b[21] = ROL512(_mm256_xor_si256(a[8], d[3]), 55);
+        b[12] = ROL512(_mm256_xor_si256(a[13], d[3]), 25);
+        b[3] = ROL512(_mm256_xor_si256(a[18], d[3]), 21);
+        b[19] = ROL512(_mm256_xor_si256(a[23], d[3]), 56);
+        b[15] = ROL512(_mm256_xor_si256(a[4], d[4]), 27);
+        b[6] = ROL512(_mm256_xor_si256(a[9], d[4]), 20);
+        b[22] = ROL512(_mm256_xor_si256(a[14], d[4]), 39);
+        b[13] = ROL512(_mm256_xor_si256(a[19], d[4]), 8);
+        b[4] = ROL512(_mm256_xor_si256(a[24], d[4]), 14);
+#pragma GCC unroll 5
+        for (unsigned y = 0; y < 25; y += 5)
+#pragma GCC unroll 5
+            for (unsigned x = 0; x < 5; x++)
+                a[y + x] = _mm256_ternarylogic_epi64(b[y + x], b[y + (x + 1) % 5],
+                                                     b[y + (x + 2) % 5], 0xD2);
+        a[0] = _mm256_xor_si256(a[0], _mm256_set1_epi64x((long long)rc_x4[round]));
+    }
+    for (unsigned i = 0; i < 25; i++)
+        _mm256_storeu_si256((__m256i *)(s + 4 * i), a[i]);
+}
+
 static void permute_x4(uint64_t s[25 * 4])
 {
-    if (qv_mldsa_have_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        permute_x4_avx512(s);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         permute_x4_avx2(s);
     else
         permute_x4_portable(s);

@@ -142,7 +142,7 @@ static void check_ntt(void)
 /* The AVX2 kernels give exactly the portable results, including at the input bounds. */
 static void check_avx2_matches_portable(void)
 {
-    if (!qv_mldsa_have_avx2()) {
+    if (qv_mldsa_path() < QV_MLDSA_PATH_AVX2) {
         printf("no AVX2 on this CPU: AVX2 kernels not compared\n");
         return;
     }
@@ -179,9 +179,9 @@ static void check_avx2_matches_portable(void)
             ctilde[i] = (uint8_t)rng();
         const unsigned taus[3] = {39, 49, 60};
         poly c1, c2;
-        qv_mldsa_force_portable(1);
+        qv_mldsa_set_path_limit(QV_MLDSA_PATH_PORTABLE);
         sample_in_ball(&c1, ctilde, 32 + 16 * (trial % 3), taus[trial % 3]);
-        qv_mldsa_force_portable(0);
+        qv_mldsa_set_path_limit(-1);
         sample_in_ball(&c2, ctilde, 32 + 16 * (trial % 3), taus[trial % 3]);
         CHECK(memcmp(&c1, &c2, sizeof c1) == 0, "sample_in_ball avx2 differs (trial %d)", trial);
         int weight = 0;
@@ -201,8 +201,10 @@ static void check_keccak_x4(void)
     static uint8_t in[4][400], got[4][3 * 168], want[3 * 168];
     const unsigned rates[2] = {QV_SHAKE128_RATE, QV_SHAKE256_RATE};
     const size_t lens[] = {0, 1, 34, 66, 135, 136, 137, 167, 168, 169, 300, 400};
-    for (int path = 0; path < 2; path++) {
-        qv_mldsa_force_portable(path == 0);
+    for (int path = 0; path <= QV_MLDSA_PATH_AVX512; path++) {
+        qv_mldsa_set_path_limit(path);
+        if (qv_mldsa_path() != path)
+            continue; /* the CPU lacks it */
         for (unsigned r = 0; r < 2; r++) {
             for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
                 for (unsigned l = 0; l < 4; l++)
@@ -222,13 +224,13 @@ static void check_keccak_x4(void)
                     else
                         qv_shake256(want, 3 * rates[r], in[l], lens[li]);
                     CHECK(memcmp(want, got[l], 3 * rates[r]) == 0,
-                          "keccak x4 (%s path) rate %u len %zu lane %u differs",
-                          path == 0 ? "portable" : "avx2", rates[r], lens[li], l);
+                          "keccak x4 (path %d) rate %u len %zu lane %u differs", path,
+                          rates[r], lens[li], l);
                 }
             }
         }
     }
-    qv_mldsa_force_portable(0);
+    qv_mldsa_set_path_limit(-1);
 }
 
 int main(void)
@@ -236,11 +238,11 @@ int main(void)
     check_keccak_x4();
     check_rounding();
     check_norm();
-    for (int path = 0; path < 2; path++) { /* the NTT product through each code path */
-        qv_mldsa_force_portable(path == 0);
+    for (int path = 0; path <= QV_MLDSA_PATH_AVX512; path++) { /* NTT product on each path */
+        qv_mldsa_set_path_limit(path);
         check_ntt();
     }
-    qv_mldsa_force_portable(0);
+    qv_mldsa_set_path_limit(-1);
     check_avx2_matches_portable();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);

@@ -136,17 +136,20 @@ def test_wrong_types_are_qverrors() -> None:
 
 
 def test_code_paths_agree() -> None:
-    """The AVX2 path (chosen from CPUID) and the portable path give identical keys and
-    deterministic signatures."""
+    """Every code path the CPU offers (portable, AVX2, AVX2 with AVX-512 Keccak) gives
+    identical keys and deterministic signatures."""
     from quantavirt._ffi import c_string, lib
 
-    assert c_string(lib.qv_mldsa_code_path()) in ("avx2", "portable")
-    results = []
+    names = {lib.QV_MLDSA_PATH_PORTABLE: "portable", lib.QV_MLDSA_PATH_AVX2: "avx2",
+             lib.QV_MLDSA_PATH_AVX512: "avx2+avx512"}
+    best = c_string(lib.qv_mldsa_code_path())
+    assert best in names.values()
+    results = {}
     try:
-        for portable in (1, 0):
-            lib.qv_mldsa_force_portable(portable)
-            if portable:
-                assert c_string(lib.qv_mldsa_code_path()) == "portable"
+        for level, name in names.items():
+            lib.qv_mldsa_set_path_limit(level)
+            if c_string(lib.qv_mldsa_code_path()) != name:
+                continue  # the CPU lacks this path
             out = []
             for algorithm in SIZES:
                 sig = Signature(algorithm)
@@ -154,7 +157,11 @@ def test_code_paths_agree() -> None:
                     pk, sk = sig.keygen(seed=bytes([i]) * 32)
                     out.append((pk, sk, sig.sign(sk, bytes([i]) * i, ctx=b"p",
                                                  deterministic=True)))
-            results.append(out)
+            results[name] = out
     finally:
-        lib.qv_mldsa_force_portable(0)
-    assert results[0] == results[1]
+        lib.qv_mldsa_set_path_limit(-1)
+    assert c_string(lib.qv_mldsa_code_path()) == best
+    assert "portable" in results and best in results
+    first = results["portable"]
+    for name, out in results.items():
+        assert out == first, f"{name} path differs from portable"
