@@ -461,6 +461,8 @@ static void unpack_simple(poly *a, const uint8_t *in, unsigned bits)
  * data), appended to a from position j; returns the new count. len is a multiple of 3. */
 static unsigned rej_uniform(poly *a, unsigned j, const uint8_t *buf, size_t len)
 {
+    if (use_avx2())
+        return qv_mldsa_rej_uniform_avx2(a->c, j, buf, len);
     for (size_t p = 0; p + 3 <= len && j < N; p += 3) {
         uint32_t z = buf[p] | ((uint32_t)buf[p + 1] << 8) | ((uint32_t)(buf[p + 2] & 0x7f) << 16);
         if (z < Q)

@@ -191,6 +191,27 @@ static void check_avx2_matches_portable(void)
         }
         CHECK(weight == (int)taus[trial % 3], "sample_in_ball weight %d", weight);
     }
+    /* RejNTTPoly parsing: random streams, with high bytes biased so rejections happen often,
+     * and every starting count */
+    for (int trial = 0; trial < 3000; trial++) {
+        uint8_t buf[5 * 168];
+        for (unsigned i = 0; i < sizeof buf; i++)
+            buf[i] = (uint8_t)rng();
+        if (trial % 2)
+            for (unsigned i = 2; i < sizeof buf; i += 3)
+                buf[i] |= (uint8_t)(rng() & 0x7f) | 0x7f;
+        unsigned start = (unsigned)(trial % 257);
+        size_t len = (size_t)3 * (rng() % (sizeof buf / 3 + 1));
+        poly p1, p2;
+        memset(&p1, 0, sizeof p1);
+        memset(&p2, 0, sizeof p2);
+        qv_mldsa_set_path_limit(QV_MLDSA_PATH_PORTABLE);
+        unsigned n1 = rej_uniform(&p1, start, buf, len);
+        qv_mldsa_set_path_limit(-1);
+        unsigned n2 = rej_uniform(&p2, start, buf, len);
+        CHECK(n1 == n2 && memcmp(p1.c, p2.c, sizeof(int32_t) * n1) == 0,
+              "rej_uniform avx2 differs (trial %d: %u vs %u)", trial, n1, n2);
+    }
     printf("AVX2 kernels equal the portable ones\n");
 }
 
