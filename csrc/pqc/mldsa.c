@@ -377,6 +377,101 @@ QV_POLY_CLONES static void poly_use_hint(poly *w, const poly *h, int32_t gamma2)
         w->c[n] = use_hint(h->c[n], caddq(reduce32(w->c[n])), gamma2);
 }
 
+/* ---- single-stream SHAKE256 ------------------------------------------------------------ */
+
+/* H = SHAKE256 for the one-stream uses (mu, rho'', c~, SampleInBall, tr, KeyGen's seed
+ * expansion). With AVX2 the sponge runs in lane 0 of the four-way permutation, which there
+ * costs about half of one scalar Keccak-f[1600]; otherwise it is the scalar qv_keccak. Same
+ * output either way. */
+typedef struct {
+    union {
+        qv_keccak scalar;
+        qv_mldsa_keccak_x4 x4;
+    } u;
+    unsigned offset; /* x4 only: byte position in the current block of lane 0 */
+    int fast, squeezing;
+} xof1;
+
+static void xof_init(xof1 *h)
+{
+    h->fast = use_avx2();
+    h->offset = 0;
+    h->squeezing = 0;
+    if (h->fast) {
+        memset(&h->u.x4, 0, sizeof h->u.x4);
+        h->u.x4.rate = QV_SHAKE256_RATE;
+    } else {
+        qv_shake256_init(&h->u.scalar);
+    }
+}
+
+static void xof_absorb(xof1 *h, const uint8_t *in, size_t len)
+{
+    if (!h->fast) {
+        qv_keccak_absorb(&h->u.scalar, in, len);
+        return;
+    }
+    uint64_t *s = h->u.x4.s;
+    while (len > 0) {
+        if (h->offset % 8 == 0 && len >= 8) { /* whole lanes */
+            uint64_t v = 0;
+            for (int i = 7; i >= 0; i--)
+                v = (v << 8) | in[i];
+            s[4 * (h->offset / 8)] ^= v;
+            h->offset += 8;
+            in += 8;
+            len -= 8;
+        } else {
+            s[4 * (h->offset / 8)] ^= (uint64_t)*in++ << (8 * (h->offset % 8));
+            h->offset++;
+            len--;
+        }
+        if (h->offset == QV_SHAKE256_RATE) {
+            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            h->offset = 0;
+        }
+    }
+}
+
+static void xof_squeeze(xof1 *h, uint8_t *out, size_t len)
+{
+    if (!h->fast) {
+        qv_keccak_squeeze(&h->u.scalar, out, len);
+        return;
+    }
+    uint64_t *s = h->u.x4.s;
+    if (!h->squeezing) { /* SHAKE padding, then the first permutation */
+        s[4 * (h->offset / 8)] ^= (uint64_t)0x1F << (8 * (h->offset % 8));
+        s[4 * ((QV_SHAKE256_RATE - 1) / 8)] ^= (uint64_t)0x80 << (8 * ((QV_SHAKE256_RATE - 1) % 8));
+        qv_mldsa_keccak_x4_permute(&h->u.x4);
+        h->offset = 0;
+        h->squeezing = 1;
+    }
+    while (len > 0) {
+        if (h->offset == QV_SHAKE256_RATE) {
+            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            h->offset = 0;
+        }
+        *out++ = (uint8_t)(s[4 * (h->offset / 8)] >> (8 * (h->offset % 8)));
+        h->offset++;
+        len--;
+    }
+}
+
+static void xof_wipe(xof1 *h)
+{
+    qv_wipe(h, sizeof *h);
+}
+
+static void shake256(uint8_t *out, size_t outlen, const uint8_t *in, size_t inlen)
+{
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, in, inlen);
+    xof_squeeze(&h, out, outlen);
+    xof_wipe(&h);
+}
+
 /* ---- bit packing (FIPS 204 section 7.1): 256 values of `bits` bits, LSB first -------- */
 
 static void pack_bits(uint8_t *out, const uint32_t v[N], unsigned bits)
@@ -497,10 +592,10 @@ static unsigned rej_bounded(poly *a, unsigned j, const uint8_t *buf, size_t len,
 static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned tau)
 {
     uint8_t buf[QV_SHAKE256_RATE];
-    qv_keccak st;
-    qv_shake256_init(&st);
-    qv_keccak_absorb(&st, ctilde, len);
-    qv_keccak_squeeze(&st, buf, sizeof buf);
+    xof1 st;
+    xof_init(&st);
+    xof_absorb(&st, ctilde, len);
+    xof_squeeze(&st, buf, sizeof buf);
     uint64_t signs = 0;
     for (unsigned i = 0; i < 8; i++)
         signs |= (uint64_t)buf[i] << (8 * i);
@@ -510,7 +605,7 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
         uint32_t j;
         for (;;) {
             if (pos == sizeof buf) {
-                qv_keccak_squeeze(&st, buf, sizeof buf);
+                xof_squeeze(&st, buf, sizeof buf);
                 pos = 0;
             }
             j = buf[pos++];
@@ -535,7 +630,7 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
         }
     }
     qv_wipe(buf, sizeof buf);
-    qv_keccak_wipe(&st);
+    xof_wipe(&st);
 }
 
 #define SHAKE128_BLOCKS_A 5 /* 840 bytes: enough for 256 coefficients almost always */
@@ -725,7 +820,7 @@ int qv_mldsa_keygen_seed(int alg, uint8_t *pk, uint8_t *sk, const uint8_t *xi)
     memcpy(in, xi, 32);
     in[32] = (uint8_t)p->k; /* domain separation by parameter set (final FIPS 204) */
     in[33] = (uint8_t)p->l;
-    qv_shake256(st.seeds, sizeof st.seeds, in, sizeof in);
+    shake256(st.seeds, sizeof st.seeds, in, sizeof in);
     qv_wipe(in, sizeof in);
     const uint8_t *rho = st.seeds, *rhop = st.seeds + 32, *key = st.seeds + 96;
     QV_CT_DECLASSIFY(st.seeds, 32); /* rho is part of the public key */
@@ -757,7 +852,7 @@ int qv_mldsa_keygen_seed(int alg, uint8_t *pk, uint8_t *sk, const uint8_t *xi)
     /* skEncode(rho, K, tr, s1, s2, t0) with tr = H(pk, 64) */
     memcpy(sk, rho, 32);
     memcpy(sk + 32, key, 32);
-    qv_shake256(sk + 64, 64, pk, p->pk_bytes);
+    shake256(sk + 64, 64, pk, p->pk_bytes);
     uint8_t *o = sk + sk_s_offset();
     const size_t sbytes = 32 * p->eta_bits;
     for (unsigned r = 0; r < p->l; r++, o += sbytes)
@@ -800,15 +895,15 @@ static void message_representative(uint8_t mu[64], const uint8_t tr[64], const u
                                    size_t msg_len, const uint8_t *ctx, size_t ctx_len)
 {
     uint8_t prefix[2] = {0, (uint8_t)ctx_len};
-    qv_keccak h;
-    qv_shake256_init(&h);
-    qv_keccak_absorb(&h, tr, 64);
-    qv_keccak_absorb(&h, prefix, 2);
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, tr, 64);
+    xof_absorb(&h, prefix, 2);
     if (ctx_len)
-        qv_keccak_absorb(&h, ctx, ctx_len);
+        xof_absorb(&h, ctx, ctx_len);
     if (msg_len)
-        qv_keccak_absorb(&h, msg, msg_len);
-    qv_keccak_squeeze(&h, mu, 64);
+        xof_absorb(&h, msg, msg_len);
+    xof_squeeze(&h, mu, 64);
 }
 
 static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
@@ -839,13 +934,13 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
 
     message_representative(st->mu, st->tr, msg, msg_len, ctx, ctx_len);
     {   /* rho'' = H(K || rnd || mu, 64) */
-        qv_keccak h;
-        qv_shake256_init(&h);
-        qv_keccak_absorb(&h, st->key, 32);
-        qv_keccak_absorb(&h, rnd, 32);
-        qv_keccak_absorb(&h, st->mu, 64);
-        qv_keccak_squeeze(&h, st->rhopp, 64);
-        qv_keccak_wipe(&h);
+        xof1 h;
+        xof_init(&h);
+        xof_absorb(&h, st->key, 32);
+        xof_absorb(&h, rnd, 32);
+        xof_absorb(&h, st->mu, 64);
+        xof_squeeze(&h, st->rhopp, 64);
+        xof_wipe(&h);
     }
 
     const size_t w1_bytes = (size_t)p->k * 32 * p->w1_bits;
@@ -867,12 +962,12 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
         /* ctilde = H(mu || w1Encode(w1), lambda / 4); c = SampleInBall(ctilde) */
         w1_encode(st->w1buf, st->w1, p);
         {
-            qv_keccak h;
-            qv_shake256_init(&h);
-            qv_keccak_absorb(&h, st->mu, 64);
-            qv_keccak_absorb(&h, st->w1buf, w1_bytes);
-            qv_keccak_squeeze(&h, st->ctilde, p->ctilde_bytes);
-            qv_keccak_wipe(&h);
+            xof1 h;
+            xof_init(&h);
+            xof_absorb(&h, st->mu, 64);
+            xof_absorb(&h, st->w1buf, w1_bytes);
+            xof_squeeze(&h, st->ctilde, p->ctilde_bytes);
+            xof_wipe(&h);
         }
         sample_in_ball(&st->c, st->ctilde, p->ctilde_bytes, p->tau);
         st->chat = st->c;
@@ -990,7 +1085,7 @@ static int verify_internal(const mldsa_params *p, const uint8_t *pk, const uint8
     for (unsigned i = 0; i < p->k; i++)
         unpack_simple(&st->t1[i], pk + 32 + i * 320, 10);
     expand_a(st->a, pk, p);
-    qv_shake256(st->tr, 64, pk, p->pk_bytes);
+    shake256(st->tr, 64, pk, p->pk_bytes);
     message_representative(st->mu, st->tr, msg, msg_len, ctx, ctx_len);
     sample_in_ball(&st->c, ctilde, p->ctilde_bytes, p->tau);
     poly_ntt(&st->c);
@@ -1013,11 +1108,11 @@ static int verify_internal(const mldsa_params *p, const uint8_t *pk, const uint8
         poly_use_hint(&st->w[i], &st->h[i], p->gamma2);
     }
     w1_encode(st->w1buf, st->w, p);
-    qv_keccak h;
-    qv_shake256_init(&h);
-    qv_keccak_absorb(&h, st->mu, 64);
-    qv_keccak_absorb(&h, st->w1buf, (size_t)p->k * 32 * p->w1_bits);
-    qv_keccak_squeeze(&h, st->ctilde2, p->ctilde_bytes);
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, st->mu, 64);
+    xof_absorb(&h, st->w1buf, (size_t)p->k * 32 * p->w1_bits);
+    xof_squeeze(&h, st->ctilde2, p->ctilde_bytes);
     uint8_t diff = 0;
     for (unsigned i = 0; i < p->ctilde_bytes; i++)
         diff |= ctilde[i] ^ st->ctilde2[i];

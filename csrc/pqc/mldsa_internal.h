@@ -44,6 +44,8 @@ typedef struct {
 
 void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
                                const uint8_t *const in[4], size_t len);
+/* One Keccak-f[1600] on all four states. */
+void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st);
 void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
                                       size_t nblocks);
 

@@ -168,6 +168,11 @@ static void permute_x4(uint64_t s[25 * 4])
 
 #endif
 
+void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st)
+{
+    permute_x4(st->s);
+}
+
 void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
                                const uint8_t *const in[4], size_t len)
 {

@@ -251,6 +251,38 @@ static void check_keccak_x4(void)
             }
         }
     }
+    /* The single-stream SHAKE256 (lane 0 of the four-way permutation on AVX2 and up): pieces
+     * of every size absorbed incrementally, output squeezed in pieces too. */
+    for (int path = 0; path <= QV_MLDSA_PATH_AVX512; path++) {
+        qv_mldsa_set_path_limit(path);
+        if (qv_mldsa_path() != path)
+            continue;
+        for (int trial = 0; trial < 300; trial++) {
+            static uint8_t msg[3000], want[700], got[700];
+            size_t len = rng() % sizeof msg, outlen = 1 + rng() % sizeof want;
+            for (size_t i = 0; i < len; i++)
+                msg[i] = (uint8_t)rng();
+            qv_shake256(want, outlen, msg, len);
+            xof1 h;
+            xof_init(&h);
+            for (size_t off = 0; off < len;) {
+                size_t piece = 1 + rng() % 200;
+                if (piece > len - off)
+                    piece = len - off;
+                xof_absorb(&h, msg + off, piece);
+                off += piece;
+            }
+            for (size_t off = 0; off < outlen;) {
+                size_t piece = 1 + rng() % 150;
+                if (piece > outlen - off)
+                    piece = outlen - off;
+                xof_squeeze(&h, got + off, piece);
+                off += piece;
+            }
+            CHECK(memcmp(want, got, outlen) == 0, "xof1 (path %d) differs: len %zu out %zu",
+                  path, len, outlen);
+        }
+    }
     qv_mldsa_set_path_limit(-1);
 }
 
