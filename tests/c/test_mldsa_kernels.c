@@ -258,28 +258,28 @@ static void check_keccak_x4(void)
         if (qv_mldsa_path() != path)
             continue;
         for (int trial = 0; trial < 300; trial++) {
-            static uint8_t msg[3000], want[700], got[700];
-            size_t len = rng() % sizeof msg, outlen = 1 + rng() % sizeof want;
+            static uint8_t xmsg[3000], xwant[700], xgot[700];
+            size_t len = rng() % sizeof xmsg, outlen = 1 + rng() % sizeof xwant;
             for (size_t i = 0; i < len; i++)
-                msg[i] = (uint8_t)rng();
-            qv_shake256(want, outlen, msg, len);
+                xmsg[i] = (uint8_t)rng();
+            qv_shake256(xwant, outlen, xmsg, len);
             xof1 h;
             xof_init(&h);
             for (size_t off = 0; off < len;) {
                 size_t piece = 1 + rng() % 200;
                 if (piece > len - off)
                     piece = len - off;
-                xof_absorb(&h, msg + off, piece);
+                xof_absorb(&h, xmsg + off, piece);
                 off += piece;
             }
             for (size_t off = 0; off < outlen;) {
                 size_t piece = 1 + rng() % 150;
                 if (piece > outlen - off)
                     piece = outlen - off;
-                xof_squeeze(&h, got + off, piece);
+                xof_squeeze(&h, xgot + off, piece);
                 off += piece;
             }
-            CHECK(memcmp(want, got, outlen) == 0, "xof1 (path %d) differs: len %zu out %zu",
+            CHECK(memcmp(xwant, xgot, outlen) == 0, "xof1 (path %d) differs: len %zu out %zu",
                   path, len, outlen);
         }
     }
