@@ -481,16 +481,22 @@ static void pack_bits(uint8_t *out, const uint32_t v[N], unsigned bits)
             out[i] = (uint8_t)(v[2 * i] | (v[2 * i + 1] << 4));
         return;
     }
+    /* bits <= 24: the accumulator never holds more than 55 bits; 256 * bits is a multiple of
+     * 32, so it ends empty. The flush depends on `bits` only. */
     uint64_t acc = 0;
     unsigned nacc = 0;
     size_t o = 0;
     for (unsigned i = 0; i < N; i++) {
         acc |= (uint64_t)v[i] << nacc;
         nacc += bits;
-        while (nacc >= 8) { /* depends on `bits` only */
-            out[o++] = (uint8_t)acc;
-            acc >>= 8;
-            nacc -= 8;
+        if (nacc >= 32) {
+            out[o] = (uint8_t)acc;
+            out[o + 1] = (uint8_t)(acc >> 8);
+            out[o + 2] = (uint8_t)(acc >> 16);
+            out[o + 3] = (uint8_t)(acc >> 24);
+            o += 4;
+            acc >>= 32;
+            nacc -= 32;
         }
     }
 }
@@ -730,8 +736,12 @@ static void expand_mask(poly y[L_MAX], const uint8_t rhopp[64], unsigned kappa,
             x.seed[l][65] = (uint8_t)(v >> 8);
         }
         xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
-        for (unsigned l = 0; l < 4 && base + l < p->l; l++)
-            unpack_offset(&y[base + l], x.buf[l], p->gamma1, p->z_bits);
+        for (unsigned l = 0; l < 4 && base + l < p->l; l++) {
+            if (use_avx2()) /* the buffer has room past the 32 z_bits bytes it reads */
+                qv_mldsa_unpack_mask_avx2(y[base + l].c, x.buf[l], p->z_bits, p->gamma1);
+            else
+                unpack_offset(&y[base + l], x.buf[l], p->gamma1, p->z_bits);
+        }
     }
     qv_wipe(&x, sizeof x);
 }

@@ -301,6 +301,33 @@ AVX2 unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *b
     return j;
 }
 
+AVX2 void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
+                                    int32_t gamma1)
+{
+    /* Eight fields per step, 8 * bits bytes. Field i starts at bit bits * i: its byte offset
+     * and bit shift, with the low four fields read from the low 128-bit half (bytes 0..15 of
+     * the step) and the high four from the high half (bytes 8..23). */
+    __m256i spread, shift;
+    if (bits == 20) {
+        spread = _mm256_setr_epi8(0, 1, 2, 3, 2, 3, 4, 5, 5, 6, 7, 8, 7, 8, 9, 10,
+                                  2, 3, 4, 5, 4, 5, 6, 7, 7, 8, 9, 10, 9, 10, 11, 12);
+        shift = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);
+    } else { /* 18 */
+        spread = _mm256_setr_epi8(0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9,
+                                  1, 2, 3, 4, 3, 4, 5, 6, 5, 6, 7, 8, 7, 8, 9, 10);
+        shift = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    }
+    const __m256i mask = _mm256_set1_epi32((int32_t)((1u << bits) - 1));
+    const __m256i g = _mm256_set1_epi32(gamma1);
+    for (unsigned i = 0; i < QV_MLDSA_N; i += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(in + (size_t)i * bits / 8));
+        v = _mm256_permute4x64_epi64(v, 0x94); /* 64-bit lanes 0, 1, 1, 2 */
+        v = _mm256_shuffle_epi8(v, spread);
+        v = _mm256_and_si256(_mm256_srlv_epi32(v, shift), mask);
+        store(y + i, _mm256_sub_epi32(g, v));
+    }
+}
+
 #else /* not x86-64 with GCC or Clang: the portable code is used */
 
 static int cpu_path(void)
@@ -322,6 +349,11 @@ unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, s
 {
     (void)a, (void)buf, (void)len;
     return j;
+}
+void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
+                               int32_t gamma1)
+{
+    (void)y, (void)in, (void)bits, (void)gamma1;
 }
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N])

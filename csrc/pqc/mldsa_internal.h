@@ -34,6 +34,11 @@ void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int3
 /* RejNTTPoly's parsing of len bytes of SHAKE128 output into a from count j; the new count. */
 unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, size_t len);
 
+/* ExpandMask's BitUnpack: y_i = gamma1 - (bits-bit field i of in), bits 18 or 20. Reads up to
+ * 12 bytes past the 32 * bits it decodes: the caller's buffer must have them. */
+void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
+                               int32_t gamma1);
+
 /* Four SHAKE sponges in step (mldsa_keccak_x4.c). absorb: the four inputs, all `len` bytes,
  * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
  * of `rate` bytes into each out[l]. */

@@ -212,6 +212,32 @@ static void check_avx2_matches_portable(void)
         CHECK(n1 == n2 && memcmp(p1.c, p2.c, sizeof(int32_t) * n1) == 0,
               "rej_uniform avx2 differs (trial %d: %u vs %u)", trial, n1, n2);
     }
+    for (int trial = 0; trial < 1000; trial++) { /* ExpandMask's unpacking, 18 and 20 bits */
+        uint8_t buf[32 * 20 + 32];
+        for (unsigned i = 0; i < sizeof buf; i++)
+            buf[i] = (uint8_t)rng();
+        unsigned bits = trial % 2 ? 20 : 18;
+        int32_t gamma1 = 1 << (bits - 1);
+        poly y1, y2;
+        unpack_offset(&y1, buf, gamma1, bits);
+        qv_mldsa_unpack_mask_avx2(y2.c, buf, bits, gamma1);
+        CHECK(memcmp(&y1, &y2, sizeof y1) == 0, "unpack_mask avx2 differs (%u bits)", bits);
+    }
+    for (int trial = 0; trial < 200; trial++) { /* packing round trips for every width */
+        const unsigned widths[] = {3, 4, 6, 10, 13, 18, 20};
+        unsigned bits = widths[trial % 7];
+        uint32_t v[N], w[N];
+        uint8_t packed[32 * 20];
+        for (int i = 0; i < N; i++)
+            v[i] = rng() & ((1u << bits) - 1);
+        pack_bits(packed, v, bits);
+        unpack_bits(w, packed, bits);
+        CHECK(memcmp(v, w, sizeof v) == 0, "pack/unpack %u bits", bits);
+        /* bit i*bits+k of the stream is bit k of v[i], little-endian */
+        for (unsigned k = 0; k < 8 * 32 * bits; k += 37)
+            CHECK(((packed[k / 8] >> (k % 8)) & 1) == ((v[k / bits] >> (k % bits)) & 1),
+                  "bit %u of a %u-bit packing", k, bits);
+    }
     printf("AVX2 kernels equal the portable ones\n");
 }
 
