@@ -158,9 +158,8 @@ static void poly_ntt_portable(poly *a)
  * pointwise product). Input coefficients must be below q in absolute value. */
 static void poly_invntt_tomont_portable(poly *a)
 {
-    const int64_t f = 41978; /* 2^64 / 256 mod q */
     unsigned k = N;
-    for (unsigned len = 1; len < N; len <<= 1) {
+    for (unsigned len = 1; len < N / 2; len <<= 1) {
         for (unsigned start = 0; start < N; start += 2 * len) {
             int64_t zeta = -qv_mldsa_zetas[--k];
             for (unsigned j = start; j < start + len; j++) {
@@ -170,8 +169,13 @@ static void poly_invntt_tomont_portable(poly *a)
             }
         }
     }
-    for (unsigned j = 0; j < N; j++)
-        a->c[j] = mont_reduce(f * a->c[j]);
+    /* Last layer with the final scaling by f = 2^64 / 256 folded in: the sum gets f, the
+     * difference f * zeta / 2^32 (coefficients are below 128 q here, so t + u fits). */
+    for (unsigned j = 0; j < N / 2; j++) {
+        int32_t t = a->c[j], u = a->c[j + N / 2];
+        a->c[j] = mont_reduce((int64_t)QV_MLDSA_INVNTT_F * (t + u));
+        a->c[j + N / 2] = mont_reduce((int64_t)QV_MLDSA_INVNTT_FZ * (t - u));
+    }
 }
 
 static void poly_pointwise_portable(poly *r, const poly *a, const poly *b)
@@ -723,25 +727,39 @@ static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
     qv_wipe(&spare, sizeof spare);
 }
 
-/* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1). */
+/* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1).
+ * The masks are made four nonces at a time, aligned to multiples of four, and the last group
+ * is kept: attempt n + 1 starts where attempt n stopped, so with l = 5 or 7 the spare lanes
+ * of one attempt serve the next. The cache holds secrets and lives in the signing state. */
+typedef struct {
+    poly y[4];
+    unsigned base; /* nonce of y[0] */
+    int valid;
+} mask_cache;
+
 static void expand_mask(poly y[L_MAX], const uint8_t rhopp[64], unsigned kappa,
-                        const mldsa_params *p)
+                        const mldsa_params *p, mask_cache *mc)
 {
     xof_x4 x;
-    for (unsigned base = 0; base < p->l; base += 4) {
-        for (unsigned l = 0; l < 4; l++) {
-            unsigned v = kappa + (base + l < p->l ? base + l : base);
-            memcpy(x.seed[l], rhopp, 64);
-            x.seed[l][64] = (uint8_t)v;
-            x.seed[l][65] = (uint8_t)(v >> 8);
+    for (unsigned r = 0; r < p->l; r++) {
+        unsigned nonce = kappa + r, base = nonce & ~3u;
+        if (!mc->valid || mc->base != base) {
+            for (unsigned l = 0; l < 4; l++) {
+                memcpy(x.seed[l], rhopp, 64);
+                x.seed[l][64] = (uint8_t)(base + l);
+                x.seed[l][65] = (uint8_t)((base + l) >> 8);
+            }
+            xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
+            for (unsigned l = 0; l < 4; l++) {
+                if (use_avx2()) /* the buffer has room past the 32 z_bits bytes it reads */
+                    qv_mldsa_unpack_mask_avx2(mc->y[l].c, x.buf[l], p->z_bits, p->gamma1);
+                else
+                    unpack_offset(&mc->y[l], x.buf[l], p->gamma1, p->z_bits);
+            }
+            mc->base = base;
+            mc->valid = 1;
         }
-        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
-        for (unsigned l = 0; l < 4 && base + l < p->l; l++) {
-            if (use_avx2()) /* the buffer has room past the 32 z_bits bytes it reads */
-                qv_mldsa_unpack_mask_avx2(y[base + l].c, x.buf[l], p->z_bits, p->gamma1);
-            else
-                unpack_offset(&y[base + l], x.buf[l], p->gamma1, p->z_bits);
-        }
+        y[r] = mc->y[nonce - base];
     }
     qv_wipe(&x, sizeof x);
 }
@@ -898,6 +916,7 @@ typedef struct {
     poly y[L_MAX], z[L_MAX];
     poly w[K_MAX], w1[K_MAX], r0[K_MAX], ct0[K_MAX], h[K_MAX];
     poly c, chat, tmp, r, r1;
+    mask_cache masks;
 } sign_state;
 
 /* mu = H(tr || M', 64) with M' = 0 || len(ctx) || ctx || msg (the pure external interface). */
@@ -955,7 +974,7 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
 
     const size_t w1_bytes = (size_t)p->k * 32 * p->w1_bits;
     for (unsigned attempt = 0, kappa = 0; attempt < SIGN_MAX_ATTEMPTS; attempt++, kappa += p->l) {
-        expand_mask(st->y, st->rhopp, kappa, p);
+        expand_mask(st->y, st->rhopp, kappa, p, &st->masks);
         /* w = NTT^-1(A_hat o NTT(y)) */
         for (unsigned j = 0; j < p->l; j++) {
             st->z[j] = st->y[j];
@@ -1043,6 +1062,7 @@ int qv_mldsa_sign_rnd(int alg, uint8_t *sig, const uint8_t *sk, const uint8_t *m
     if (!sig || !sk || !rnd || (msg_len && !msg) || (ctx_len && !ctx))
         return QV_ERR_INVAL;
     sign_state st;
+    st.masks.valid = 0;
     int rc = sign_internal(p, sig, sk, msg, msg_len, ctx, ctx_len, rnd, &st);
     qv_wipe(&st, sizeof st);
     return rc;

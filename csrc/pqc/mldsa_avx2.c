@@ -183,7 +183,7 @@ AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
         store(a + i, _mm256_permute2x128_si256(A, B, 0x20));
         store(a + i + 8, _mm256_permute2x128_si256(A, B, 0x31));
     }
-    for (unsigned len = 8; len < QV_MLDSA_N; len <<= 1) {
+    for (unsigned len = 8; len < QV_MLDSA_N / 2; len <<= 1) {
         for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
             __m256i z = _mm256_set1_epi32(inv_zeta(len, b));
             for (unsigned j = start; j < start + len; j += 8) {
@@ -194,9 +194,14 @@ AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
             }
         }
     }
+    /* last layer with the scaling folded in, as in the portable code */
     const __m256i f = _mm256_set1_epi32(QV_MLDSA_INVNTT_F);
-    for (unsigned j = 0; j < QV_MLDSA_N; j += 8)
-        store(a + j, mont_mul(f, load(a + j)));
+    const __m256i fz = _mm256_set1_epi32(QV_MLDSA_INVNTT_FZ);
+    for (unsigned j = 0; j < QV_MLDSA_N / 2; j += 8) {
+        __m256i x = load(a + j), y = load(a + j + QV_MLDSA_N / 2);
+        store(a + j, mont_mul(f, _mm256_add_epi32(x, y)));
+        store(a + j + QV_MLDSA_N / 2, mont_mul(fz, _mm256_sub_epi32(x, y)));
+    }
 }
 
 AVX2 void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],

@@ -12,6 +12,8 @@
 #define QV_MLDSA_Q 8380417
 #define QV_MLDSA_QINV 58728449 /* q^-1 mod 2^32 */
 #define QV_MLDSA_INVNTT_F 41978 /* 2^64 / 256 mod q */
+/* f * (-zeta_1) / 2^32 mod q: the last inverse-NTT layer's twiddle with the scaling folded in */
+#define QV_MLDSA_INVNTT_FZ 3975713
 
 /* zeta^brv8(i) * 2^32 mod q, centred, zeta = 1753; entry 0 unused. */
 extern const int32_t qv_mldsa_zetas[QV_MLDSA_N];
