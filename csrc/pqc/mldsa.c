@@ -647,50 +647,79 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
 #define SHAKE256_BLOCKS_S 2
 #define SHAKE256_BLOCKS_Y 5 /* 680 >= 32 * 20 bytes */
 
-/* Runs `count` XOF streams four at a time: lane l of a group gets seed seeds[first + l]
- * (spare lanes repeat a real seed and are ignored). */
+/* Many same-length XOF streams, run `lanes` at a time: 8 with AVX-512 (Keccak on 512-bit
+ * registers), else 4. Lane l of a group gets seed[l]; spare lanes of a last group repeat a
+ * real seed and their output is ignored. */
+#define XOF_LANES_MAX 8
 typedef struct {
-    qv_mldsa_keccak_x4 st;
-    uint8_t buf[4][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
-    uint8_t seed[4][66];
-} xof_x4;
+    union {
+        qv_mldsa_keccak_x4 x4;
+        qv_mldsa_keccak_x8 x8;
+    } st;
+    unsigned lanes;
+    uint8_t buf[XOF_LANES_MAX][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
+    uint8_t seed[XOF_LANES_MAX][66];
+} xof_multi;
 
-static void xof_x4_start(xof_x4 *x, unsigned rate, size_t seed_len, size_t nblocks)
+static void xof_multi_init(xof_multi *x)
 {
-    const uint8_t *in[4] = {x->seed[0], x->seed[1], x->seed[2], x->seed[3]};
-    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
-    qv_mldsa_keccak_x4_absorb(&x->st, rate, in, seed_len);
-    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, nblocks);
+    x->lanes = qv_mldsa_path() >= QV_MLDSA_PATH_AVX512 ? 8 : 4;
 }
 
-static void xof_x4_more(xof_x4 *x)
+static void xof_multi_squeeze(xof_multi *x, size_t nblocks)
 {
-    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
-    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, 1);
+    uint8_t *out[XOF_LANES_MAX];
+    for (unsigned l = 0; l < XOF_LANES_MAX; l++)
+        out[l] = x->buf[l];
+    if (x->lanes == 8)
+        qv_mldsa_keccak_x8_squeezeblocks(&x->st.x8, out, nblocks);
+    else
+        qv_mldsa_keccak_x4_squeezeblocks(&x->st.x4, out, nblocks);
+}
+
+static void xof_multi_start(xof_multi *x, unsigned rate, size_t seed_len, size_t nblocks)
+{
+    const uint8_t *in[XOF_LANES_MAX];
+    for (unsigned l = 0; l < XOF_LANES_MAX; l++)
+        in[l] = x->seed[l];
+    if (x->lanes == 8)
+        qv_mldsa_keccak_x8_absorb(&x->st.x8, rate, in, seed_len);
+    else
+        qv_mldsa_keccak_x4_absorb(&x->st.x4, rate, in, seed_len);
+    xof_multi_squeeze(x, nblocks);
+}
+
+static int all_full(const unsigned *cnt, unsigned lanes)
+{
+    unsigned low = 0;
+    for (unsigned l = 0; l < lanes; l++)
+        low |= cnt[l] < N;
+    return !low;
 }
 
 /* ExpandA: A_hat[r][s] = RejNTTPoly(rho || s || r), already in the NTT domain. */
 static void expand_a(poly a[K_MAX][L_MAX], const uint8_t rho[32], const mldsa_params *p)
 {
     const unsigned total = p->k * p->l;
-    xof_x4 x;
+    xof_multi x;
+    xof_multi_init(&x);
     poly spare;
-    for (unsigned base = 0; base < total; base += 4) {
-        poly *dst[4];
-        unsigned cnt[4];
-        for (unsigned l = 0; l < 4; l++) {
+    for (unsigned base = 0; base < total; base += x.lanes) {
+        poly *dst[XOF_LANES_MAX];
+        unsigned cnt[XOF_LANES_MAX];
+        for (unsigned l = 0; l < x.lanes; l++) {
             unsigned idx = base + l < total ? base + l : base;
             memcpy(x.seed[l], rho, 32);
             x.seed[l][32] = (uint8_t)(idx % p->l); /* s: column */
             x.seed[l][33] = (uint8_t)(idx / p->l); /* r: row */
             dst[l] = base + l < total ? &a[idx / p->l][idx % p->l] : &spare;
         }
-        xof_x4_start(&x, QV_SHAKE128_RATE, 34, SHAKE128_BLOCKS_A);
-        for (unsigned l = 0; l < 4; l++)
+        xof_multi_start(&x, QV_SHAKE128_RATE, 34, SHAKE128_BLOCKS_A);
+        for (unsigned l = 0; l < x.lanes; l++)
             cnt[l] = rej_uniform(dst[l], 0, x.buf[l], SHAKE128_BLOCKS_A * QV_SHAKE128_RATE);
-        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
-            xof_x4_more(&x);
-            for (unsigned l = 0; l < 4; l++)
+        while (!all_full(cnt, x.lanes)) {
+            xof_multi_squeeze(&x, 1);
+            for (unsigned l = 0; l < x.lanes; l++)
                 cnt[l] = rej_uniform(dst[l], cnt[l], x.buf[l], QV_SHAKE128_RATE);
         }
     }
@@ -701,25 +730,26 @@ static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
                      const mldsa_params *p)
 {
     const unsigned total = p->k + p->l;
-    xof_x4 x;
+    xof_multi x;
+    xof_multi_init(&x);
     poly spare;
-    for (unsigned base = 0; base < total; base += 4) {
-        poly *dst[4];
-        unsigned cnt[4];
-        for (unsigned l = 0; l < 4; l++) {
+    for (unsigned base = 0; base < total; base += x.lanes) {
+        poly *dst[XOF_LANES_MAX];
+        unsigned cnt[XOF_LANES_MAX];
+        for (unsigned l = 0; l < x.lanes; l++) {
             unsigned idx = base + l < total ? base + l : base;
             memcpy(x.seed[l], rhop, 64);
             x.seed[l][64] = (uint8_t)idx;
             x.seed[l][65] = (uint8_t)(idx >> 8);
             dst[l] = base + l >= total ? &spare : idx < p->l ? &s1[idx] : &s2[idx - p->l];
         }
-        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_S);
-        for (unsigned l = 0; l < 4; l++)
+        xof_multi_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_S);
+        for (unsigned l = 0; l < x.lanes; l++)
             cnt[l] = rej_bounded(dst[l], 0, x.buf[l], SHAKE256_BLOCKS_S * QV_SHAKE256_RATE,
                                  p->eta);
-        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
-            xof_x4_more(&x);
-            for (unsigned l = 0; l < 4; l++)
+        while (!all_full(cnt, x.lanes)) {
+            xof_multi_squeeze(&x, 1);
+            for (unsigned l = 0; l < x.lanes; l++)
                 cnt[l] = rej_bounded(dst[l], cnt[l], x.buf[l], QV_SHAKE256_RATE, p->eta);
         }
     }
@@ -728,36 +758,37 @@ static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
 }
 
 /* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1).
- * The masks are made four nonces at a time, aligned to multiples of four, and the last group
- * is kept: attempt n + 1 starts where attempt n stopped, so with l = 5 or 7 the spare lanes
- * of one attempt serve the next. The cache holds secrets and lives in the signing state. */
+ * The masks are made a group of `lanes` nonces at a time, aligned to multiples of the group
+ * size, and the last group is kept: attempt n + 1 starts where attempt n stopped, so the
+ * spare lanes of one attempt serve the next. The cache holds secrets and lives in the signing
+ * state. */
 typedef struct {
-    poly y[4];
-    unsigned base; /* nonce of y[0] */
-    int valid;
+    poly y[XOF_LANES_MAX];
+    unsigned base, lanes; /* nonce of y[0]; group size (0: empty) */
 } mask_cache;
 
 static void expand_mask(poly y[L_MAX], const uint8_t rhopp[64], unsigned kappa,
                         const mldsa_params *p, mask_cache *mc)
 {
-    xof_x4 x;
+    xof_multi x;
+    xof_multi_init(&x);
     for (unsigned r = 0; r < p->l; r++) {
-        unsigned nonce = kappa + r, base = nonce & ~3u;
-        if (!mc->valid || mc->base != base) {
-            for (unsigned l = 0; l < 4; l++) {
+        unsigned nonce = kappa + r, base = nonce - nonce % x.lanes;
+        if (mc->lanes != x.lanes || mc->base != base) {
+            for (unsigned l = 0; l < x.lanes; l++) {
                 memcpy(x.seed[l], rhopp, 64);
                 x.seed[l][64] = (uint8_t)(base + l);
                 x.seed[l][65] = (uint8_t)((base + l) >> 8);
             }
-            xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
-            for (unsigned l = 0; l < 4; l++) {
+            xof_multi_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
+            for (unsigned l = 0; l < x.lanes; l++) {
                 if (use_avx2()) /* the buffer has room past the 32 z_bits bytes it reads */
                     qv_mldsa_unpack_mask_avx2(mc->y[l].c, x.buf[l], p->z_bits, p->gamma1);
                 else
                     unpack_offset(&mc->y[l], x.buf[l], p->gamma1, p->z_bits);
             }
             mc->base = base;
-            mc->valid = 1;
+            mc->lanes = x.lanes;
         }
         y[r] = mc->y[nonce - base];
     }
@@ -1062,7 +1093,7 @@ int qv_mldsa_sign_rnd(int alg, uint8_t *sig, const uint8_t *sk, const uint8_t *m
     if (!sig || !sk || !rnd || (msg_len && !msg) || (ctx_len && !ctx))
         return QV_ERR_INVAL;
     sign_state st;
-    st.masks.valid = 0;
+    st.masks.lanes = 0;
     int rc = sign_internal(p, sig, sk, msg, msg_len, ctx, ctx_len, rnd, &st);
     qv_wipe(&st, sizeof st);
     return rc;

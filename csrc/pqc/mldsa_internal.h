@@ -56,4 +56,16 @@ void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st);
 void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
                                       size_t nblocks);
 
+/* Eight sponges in step, for the AVX-512 path only (Keccak-f[1600] on 512-bit registers;
+ * elsewhere it runs the scalar permutation eight times). Same contract as the four-way one. */
+typedef struct {
+    uint64_t s[25 * 8]; /* lane i of sponge l at s[8 i + l] */
+    unsigned rate;
+} qv_mldsa_keccak_x8;
+
+void qv_mldsa_keccak_x8_absorb(qv_mldsa_keccak_x8 *st, unsigned rate,
+                               const uint8_t *const in[8], size_t len);
+void qv_mldsa_keccak_x8_squeezeblocks(qv_mldsa_keccak_x8 *st, uint8_t *const out[8],
+                                      size_t nblocks);
+
 #endif

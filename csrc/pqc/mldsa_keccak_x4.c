@@ -9,16 +9,21 @@
 #include "pqc/mldsa_internal.h"
 #include "quantavirt/keccak.h"
 
-static void permute_x4_portable(uint64_t s[25 * 4])
+static void permute_lanes_portable(uint64_t *s, unsigned lanes)
 {
     uint64_t lane[25];
-    for (unsigned l = 0; l < 4; l++) {
+    for (unsigned l = 0; l < lanes; l++) {
         for (unsigned i = 0; i < 25; i++)
-            lane[i] = s[4 * i + l];
+            lane[i] = s[lanes * i + l];
         qv_keccak_f1600(lane);
         for (unsigned i = 0; i < 25; i++)
-            s[4 * i + l] = lane[i];
+            s[lanes * i + l] = lane[i];
     }
+}
+
+static void permute_x4_portable(uint64_t s[25 * 4])
+{
+    permute_lanes_portable(s, 4);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -148,6 +153,67 @@ __attribute__((target("avx2,avx512f,avx512vl"))) static void permute_x4_avx512(u
         _mm256_storeu_si256((__m256i *)(s + 4 * i), a[i]);
 }
 
+/* Eight states on 512-bit registers: the same round once more. */
+#define ROLZ(x, n) _mm512_rol_epi64((x), (n))
+#define XOR3Z(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0x96)
+
+__attribute__((target("avx512f"))) static void permute_x8_avx512(uint64_t s[25 * 8])
+{
+    __m512i a[25], b[25], c[5], d[5];
+    for (unsigned i = 0; i < 25; i++)
+        a[i] = _mm512_loadu_si512((const void *)(s + 8 * i));
+    for (unsigned round = 0; round < 24; round++) {
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            c[x] = XOR3Z(XOR3Z(a[x], a[x + 5], a[x + 10]), a[x + 15], a[x + 20]);
+#pragma GCC unroll 5
+        for (unsigned x = 0; x < 5; x++)
+            d[x] = _mm512_xor_si512(c[(x + 4) % 5], ROLZ(c[(x + 1) % 5], 1));
+        b[0] = _mm512_xor_si512(a[0], d[0]);
+        b[16] = ROLZ(_mm512_xor_si512(a[5], d[0]), 36);
+        b[7] = ROLZ(_mm512_xor_si512(a[10], d[0]), 3);
+        b[23] = ROLZ(_mm512_xor_si512(a[15], d[0]), 41);
+        b[14] = ROLZ(_mm512_xor_si512(a[20], d[0]), 18);
+        b[10] = ROLZ(_mm512_xor_si512(a[1], d[1]), 1);
+        b[1] = ROLZ(_mm512_xor_si512(a[6], d[1]), 44);
+        b[17] = ROLZ(_mm512_xor_si512(a[11], d[1]), 10);
+        b[8] = ROLZ(_mm512_xor_si512(a[16], d[1]), 45);
+        b[24] = ROLZ(_mm512_xor_si512(a[21], d[1]), 2);
+        b[20] = ROLZ(_mm512_xor_si512(a[2], d[2]), 62);
+        b[11] = ROLZ(_mm512_xor_si512(a[7], d[2]), 6);
+        b[2] = ROLZ(_mm512_xor_si512(a[12], d[2]), 43);
+        b[18] = ROLZ(_mm512_xor_si512(a[17], d[2]), 15);
+        b[9] = ROLZ(_mm512_xor_si512(a[22], d[2]), 61);
+        b[5] = ROLZ(_mm512_xor_si512(a[3], d[3]), 28);
+        b[21] = ROLZ(_mm512_xor_si512(a[8], d[3]), 55);
+        b[12] = ROLZ(_mm512_xor_si512(a[13], d[3]), 25);
+        b[3] = ROLZ(_mm512_xor_si512(a[18], d[3]), 21);
+        b[19] = ROLZ(_mm512_xor_si512(a[23], d[3]), 56);
+        b[15] = ROLZ(_mm512_xor_si512(a[4], d[4]), 27);
+        b[6] = ROLZ(_mm512_xor_si512(a[9], d[4]), 20);
+        b[22] = ROLZ(_mm512_xor_si512(a[14], d[4]), 39);
+        b[13] = ROLZ(_mm512_xor_si512(a[19], d[4]), 8);
+        b[4] = ROLZ(_mm512_xor_si512(a[24], d[4]), 14);
+#pragma GCC unroll 5
+        for (unsigned y = 0; y < 25; y += 5)
+#pragma GCC unroll 5
+            for (unsigned x = 0; x < 5; x++)
+                a[y + x] = _mm512_ternarylogic_epi64(b[y + x], b[y + (x + 1) % 5],
+                                                     b[y + (x + 2) % 5], 0xD2);
+        a[0] = _mm512_xor_si512(a[0], _mm512_set1_epi64((long long)rc_x4[round]));
+    }
+    for (unsigned i = 0; i < 25; i++)
+        _mm512_storeu_si512((void *)(s + 8 * i), a[i]);
+}
+
+static void permute_x8(uint64_t s[25 * 8])
+{
+    if (qv_mldsa_path() >= QV_MLDSA_PATH_AVX512)
+        permute_x8_avx512(s);
+    else
+        permute_lanes_portable(s, 8);
+}
+
 static void permute_x4(uint64_t s[25 * 4])
 {
     int path = qv_mldsa_path();
@@ -166,6 +232,11 @@ static void permute_x4(uint64_t s[25 * 4])
     permute_x4_portable(s);
 }
 
+static void permute_x8(uint64_t s[25 * 8])
+{
+    permute_lanes_portable(s, 8);
+}
+
 #endif
 
 void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st)
@@ -173,42 +244,68 @@ void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st)
     permute_x4(st->s);
 }
 
-void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
-                               const uint8_t *const in[4], size_t len)
+/* Absorb and squeeze for `lanes` interleaved sponges (lane i of sponge l at s[lanes i + l]). */
+static void absorb_lanes(uint64_t *s, unsigned lanes, unsigned rate, const uint8_t *const *in,
+                         size_t len, void (*permute)(uint64_t *))
 {
-    memset(st->s, 0, sizeof st->s);
-    st->rate = rate;
+    memset(s, 0, sizeof(uint64_t) * 25 * lanes);
     size_t off = 0;
     for (;;) {
         size_t take = len - off < rate ? len - off : rate;
-        for (unsigned l = 0; l < 4; l++)
+        for (unsigned l = 0; l < lanes; l++)
             for (size_t i = 0; i < take; i++)
-                st->s[4 * (i / 8) + l] ^= (uint64_t)in[l][off + i] << (8 * (i % 8));
+                s[lanes * (i / 8) + l] ^= (uint64_t)in[l][off + i] << (8 * (i % 8));
         off += take;
         if (take < rate)
             break;
-        permute_x4(st->s);
+        permute(s);
     }
     /* SHAKE padding: suffix 1111 then pad10*1 */
     size_t pos = len % rate;
-    for (unsigned l = 0; l < 4; l++) {
-        st->s[4 * (pos / 8) + l] ^= (uint64_t)0x1F << (8 * (pos % 8));
-        st->s[4 * ((rate - 1) / 8) + l] ^= (uint64_t)0x80 << (8 * ((rate - 1) % 8));
+    for (unsigned l = 0; l < lanes; l++) {
+        s[lanes * (pos / 8) + l] ^= (uint64_t)0x1F << (8 * (pos % 8));
+        s[lanes * ((rate - 1) / 8) + l] ^= (uint64_t)0x80 << (8 * ((rate - 1) % 8));
     }
 }
 
-void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
-                                      size_t nblocks)
+static void squeeze_lanes(uint64_t *s, unsigned lanes, unsigned rate, uint8_t *const *out,
+                          size_t nblocks, void (*permute)(uint64_t *))
 {
     for (size_t b = 0; b < nblocks; b++) {
-        permute_x4(st->s);
-        for (unsigned l = 0; l < 4; l++) {
-            uint8_t *o = out[l] + b * st->rate;
-            for (unsigned i = 0; i < st->rate / 8; i++) {
-                uint64_t v = st->s[4 * i + l];
+        permute(s);
+        for (unsigned l = 0; l < lanes; l++) {
+            uint8_t *o = out[l] + b * rate;
+            for (unsigned i = 0; i < rate / 8; i++) {
+                uint64_t v = s[lanes * i + l];
                 for (unsigned k = 0; k < 8; k++)
                     o[8 * i + k] = (uint8_t)(v >> (8 * k));
             }
         }
     }
+}
+
+void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
+                               const uint8_t *const in[4], size_t len)
+{
+    st->rate = rate;
+    absorb_lanes(st->s, 4, rate, in, len, permute_x4);
+}
+
+void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
+                                      size_t nblocks)
+{
+    squeeze_lanes(st->s, 4, st->rate, out, nblocks, permute_x4);
+}
+
+void qv_mldsa_keccak_x8_absorb(qv_mldsa_keccak_x8 *st, unsigned rate,
+                               const uint8_t *const in[8], size_t len)
+{
+    st->rate = rate;
+    absorb_lanes(st->s, 8, rate, in, len, permute_x8);
+}
+
+void qv_mldsa_keccak_x8_squeezeblocks(qv_mldsa_keccak_x8 *st, uint8_t *const out[8],
+                                      size_t nblocks)
+{
+    squeeze_lanes(st->s, 8, st->rate, out, nblocks, permute_x8);
 }
