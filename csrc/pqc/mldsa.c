@@ -611,6 +611,10 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
         signs |= (uint64_t)buf[i] << (8 * i);
     unsigned pos = 8;
     memset(c, 0, sizeof *c);
+    /* The AVX2 path works on one byte per coefficient (8 registers for the polynomial). */
+    const int bytes = use_avx2();
+    int8_t cb[N];
+    memset(cb, 0, sizeof cb);
     for (uint32_t i = N - tau; i < N; i++) {
         uint32_t j;
         for (;;) {
@@ -626,8 +630,8 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
         }
         int32_t sign = 1 - 2 * (int32_t)(signs & 1);
         signs >>= 1;
-        if (use_avx2()) {
-            qv_mldsa_ball_swap_avx2(c->c, i, j, sign);
+        if (bytes) {
+            qv_mldsa_ball_swap_avx2(cb, i, j, (int8_t)sign);
             continue;
         }
         int32_t cj = 0;
@@ -639,6 +643,10 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
             c->c[p] = (c->c[p] & ~m) | (sign & m);
         }
     }
+    if (bytes)
+        for (unsigned n = 0; n < N; n++)
+            c->c[n] = cb[n];
+    qv_wipe(cb, sizeof cb);
     qv_wipe(buf, sizeof buf);
     xof_wipe(&st);
 }

@@ -218,23 +218,30 @@ AVX2 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_
         store(r + j, _mm256_add_epi32(load(r + j), mont_mul(load(a + j), load(b + j))));
 }
 
-AVX2 void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int32_t sign)
+AVX2 void qv_mldsa_ball_swap_avx2(int8_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int8_t sign)
 {
-    const __m256i jv = _mm256_set1_epi32((int32_t)j);
-    const __m256i step = _mm256_set1_epi32(8);
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i acc = _mm256_setzero_si256();
-    for (unsigned p = 0; p < QV_MLDSA_N; p += 8, idx = _mm256_add_epi32(idx, step))
-        acc = _mm256_or_si256(acc, _mm256_and_si256(load(c + p), _mm256_cmpeq_epi32(idx, jv)));
-    /* horizontal OR: exactly one lane is non-zero at most */
-    __m128i h = _mm_or_si128(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0x4E));
-    h = _mm_or_si128(h, _mm_shuffle_epi32(h, 0xB1));
-    c[i] = _mm_cvtsi128_si32(h);
-    const __m256i sv = _mm256_set1_epi32(sign);
-    idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (unsigned p = 0; p < QV_MLDSA_N; p += 8, idx = _mm256_add_epi32(idx, step))
-        store(c + p, _mm256_blendv_epi8(load(c + p), sv, _mm256_cmpeq_epi32(idx, jv)));
+    const __m256i jv = _mm256_set1_epi8((char)j);
+    const __m256i step = _mm256_set1_epi8(32);
+    const __m256i first = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                           16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+                                           29, 30, 31);
+    __m256i idx = first, acc = _mm256_setzero_si256();
+    for (unsigned p = 0; p < QV_MLDSA_N; p += 32, idx = _mm256_add_epi8(idx, step)) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(c + p));
+        acc = _mm256_or_si256(acc, _mm256_and_si256(v, _mm256_cmpeq_epi8(idx, jv)));
+    }
+    /* At most one byte is non-zero: the sums of absolute byte values find it. */
+    __m256i sums = _mm256_sad_epu8(acc, _mm256_setzero_si256());
+    __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+    s2 = _mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2));
+    c[i] = (int8_t)(uint8_t)_mm_cvtsi128_si32(s2);
+    const __m256i sv = _mm256_set1_epi8((char)sign);
+    idx = first;
+    for (unsigned p = 0; p < QV_MLDSA_N; p += 32, idx = _mm256_add_epi8(idx, step)) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(c + p));
+        _mm256_storeu_si256((__m256i *)(c + p),
+                            _mm256_blendv_epi8(v, sv, _mm256_cmpeq_epi8(idx, jv)));
+    }
 }
 
 /* RejNTTPoly parsing eight candidates at a time (public data: the matrix A). For each 8-bit
@@ -346,7 +353,7 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
 {
     (void)r, (void)a, (void)b;
 }
-void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int32_t sign)
+void qv_mldsa_ball_swap_avx2(int8_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int8_t sign)
 {
     (void)c, (void)i, (void)j, (void)sign;
 }

@@ -30,8 +30,9 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N]);
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N]);
-/* SampleInBall's step c_i <- c_j, c_j <- sign without indexing by the secret j (j <= i). */
-void qv_mldsa_ball_swap_avx2(int32_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int32_t sign);
+/* SampleInBall's step c_i <- c_j, c_j <- sign without indexing by the secret j (j <= i), on
+ * one byte per coefficient. */
+void qv_mldsa_ball_swap_avx2(int8_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int8_t sign);
 
 /* RejNTTPoly's parsing of len bytes of SHAKE128 output into a from count j; the new count. */
 unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, size_t len);
