@@ -211,7 +211,10 @@ const char *qv_mldsa_code_path(void)
 
 static void poly_ntt(poly *a)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_ntt_avx512(a->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_ntt_avx2(a->c);
     else
         poly_ntt_portable(a);
@@ -219,7 +222,10 @@ static void poly_ntt(poly *a)
 
 static void poly_invntt_tomont(poly *a)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_invntt_tomont_avx512(a->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_invntt_tomont_avx2(a->c);
     else
         poly_invntt_tomont_portable(a);
@@ -227,7 +233,10 @@ static void poly_invntt_tomont(poly *a)
 
 static void poly_pointwise(poly *r, const poly *a, const poly *b)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_pointwise_avx512(r->c, a->c, b->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_pointwise_avx2(r->c, a->c, b->c);
     else
         poly_pointwise_portable(r, a, b);
@@ -235,7 +244,10 @@ static void poly_pointwise(poly *r, const poly *a, const poly *b)
 
 static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_pointwise_acc_avx512(r->c, a->c, b->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_pointwise_acc_avx2(r->c, a->c, b->c);
     else
         poly_pointwise_acc_portable(r, a, b);

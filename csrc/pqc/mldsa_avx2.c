@@ -97,10 +97,12 @@ static inline int32_t inv_zeta(unsigned len, unsigned b)
     return -qv_mldsa_zetas[2 * (QV_MLDSA_N / (2 * len)) - 1 - b];
 }
 
-AVX2 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N])
+/* The forward NTT from the layer of distance `top` down (the AVX-512 code runs the layers
+ * above it). */
+static AVX2 void ntt_from_avx2(int32_t a[QV_MLDSA_N], unsigned top)
 {
     /* Layers with distance >= 8: whole vectors pair up. */
-    for (unsigned len = 128; len >= 8; len >>= 1) {
+    for (unsigned len = top; len >= 8; len >>= 1) {
         for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
             __m256i z = _mm256_set1_epi32(fwd_zeta(len, b));
             for (unsigned j = start; j < start + len; j += 8) {
@@ -151,7 +153,14 @@ AVX2 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N])
     }
 }
 
-AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
+AVX2 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N])
+{
+    ntt_from_avx2(a, 128);
+}
+
+/* The inverse NTT up to and including the layer of distance `top`; with top = 64 the
+ * caller still has to run the last layer (distance 128, with the scaling folded in). */
+static AVX2 void invntt_upto_avx2(int32_t a[QV_MLDSA_N], unsigned top)
 {
     for (unsigned i = 0; i < QV_MLDSA_N; i += 16) {
         __m256i x = load(a + i), y = load(a + i + 8);
@@ -183,7 +192,7 @@ AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
         store(a + i, _mm256_permute2x128_si256(A, B, 0x20));
         store(a + i + 8, _mm256_permute2x128_si256(A, B, 0x31));
     }
-    for (unsigned len = 8; len < QV_MLDSA_N / 2; len <<= 1) {
+    for (unsigned len = 8; len <= top; len <<= 1) {
         for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
             __m256i z = _mm256_set1_epi32(inv_zeta(len, b));
             for (unsigned j = start; j < start + len; j += 8) {
@@ -194,6 +203,11 @@ AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
             }
         }
     }
+}
+
+AVX2 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N])
+{
+    invntt_upto_avx2(a, QV_MLDSA_N / 4);
     /* last layer with the scaling folded in, as in the portable code */
     const __m256i f = _mm256_set1_epi32(QV_MLDSA_INVNTT_F);
     const __m256i fz = _mm256_set1_epi32(QV_MLDSA_INVNTT_FZ);
@@ -340,6 +354,86 @@ AVX2 void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, un
     }
 }
 
+/* ---- AVX-512: sixteen lanes for the NTT layers of distance >= 16 and the pointwise
+ * products; the shorter distances reuse the AVX2 code above. Same operations, same results. */
+#define AVX512 __attribute__((target("avx2,avx512f")))
+
+static inline AVX512 __m512i mont_mul512(__m512i a, __m512i b)
+{
+    const __m512i q = _mm512_set1_epi32(QV_MLDSA_Q);
+    const __m512i qinv = _mm512_set1_epi32(QV_MLDSA_QINV);
+    __m512i pe = _mm512_mul_epi32(a, b);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
+    __m512i te = _mm512_mul_epi32(pe, qinv);
+    __m512i to = _mm512_mul_epi32(po, qinv);
+    __m512i re = _mm512_sub_epi64(pe, _mm512_mul_epi32(te, q));
+    __m512i ro = _mm512_sub_epi64(po, _mm512_mul_epi32(to, q));
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(re, 32), ro);
+}
+
+static inline AVX512 __m512i load16(const int32_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+
+static inline AVX512 void store16(int32_t *p, __m512i v)
+{
+    _mm512_storeu_si512((void *)p, v);
+}
+
+AVX512 void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N])
+{
+    for (unsigned len = 128; len >= 16; len >>= 1) {
+        for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
+            __m512i z = _mm512_set1_epi32(fwd_zeta(len, b));
+            for (unsigned j = start; j < start + len; j += 16) {
+                __m512i x = load16(a + j), y = load16(a + j + len);
+                __m512i t = mont_mul512(z, y);
+                store16(a + j + len, _mm512_sub_epi32(x, t));
+                store16(a + j, _mm512_add_epi32(x, t));
+            }
+        }
+    }
+    ntt_from_avx2(a, 8);
+}
+
+AVX512 void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N])
+{
+    invntt_upto_avx2(a, 8);
+    for (unsigned len = 16; len < QV_MLDSA_N / 2; len <<= 1) {
+        for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
+            __m512i z = _mm512_set1_epi32(inv_zeta(len, b));
+            for (unsigned j = start; j < start + len; j += 16) {
+                __m512i x = load16(a + j), y = load16(a + j + len);
+                store16(a + j, _mm512_add_epi32(x, y));
+                store16(a + j + len, mont_mul512(z, _mm512_sub_epi32(x, y)));
+            }
+        }
+    }
+    const __m512i f = _mm512_set1_epi32(QV_MLDSA_INVNTT_F);
+    const __m512i fz = _mm512_set1_epi32(QV_MLDSA_INVNTT_FZ);
+    for (unsigned j = 0; j < QV_MLDSA_N / 2; j += 16) {
+        __m512i x = load16(a + j), y = load16(a + j + QV_MLDSA_N / 2);
+        store16(a + j, mont_mul512(f, _mm512_add_epi32(x, y)));
+        store16(a + j + QV_MLDSA_N / 2, mont_mul512(fz, _mm512_sub_epi32(x, y)));
+    }
+}
+
+AVX512 void qv_mldsa_pointwise_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                      const int32_t b[QV_MLDSA_N])
+{
+    for (unsigned j = 0; j < QV_MLDSA_N; j += 16)
+        store16(r + j, mont_mul512(load16(a + j), load16(b + j)));
+}
+
+AVX512 void qv_mldsa_pointwise_acc_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                          const int32_t b[QV_MLDSA_N])
+{
+    for (unsigned j = 0; j < QV_MLDSA_N; j += 16)
+        store16(r + j, _mm512_add_epi32(load16(r + j),
+                                        mont_mul512(load16(a + j), load16(b + j))));
+}
+
 #else /* not x86-64 with GCC or Clang: the portable code is used */
 
 static int cpu_path(void)
@@ -347,6 +441,18 @@ static int cpu_path(void)
     return QV_MLDSA_PATH_PORTABLE;
 }
 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }
+void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N]) { (void)a; }
+void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N]) { (void)a; }
+void qv_mldsa_pointwise_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                               const int32_t b[QV_MLDSA_N])
+{
+    (void)r, (void)a, (void)b;
+}
+void qv_mldsa_pointwise_acc_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                   const int32_t b[QV_MLDSA_N])
+{
+    (void)r, (void)a, (void)b;
+}
 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]) { (void)a; }
 void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N])

@@ -30,6 +30,15 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N]);
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N]);
+/* AVX-512 versions (16 lanes for the long-distance NTT layers and the products); only when
+ * qv_mldsa_path() >= QV_MLDSA_PATH_AVX512. Bit-identical to the others. */
+void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_pointwise_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                               const int32_t b[QV_MLDSA_N]);
+void qv_mldsa_pointwise_acc_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                   const int32_t b[QV_MLDSA_N]);
+
 /* SampleInBall's step c_i <- c_j, c_j <- sign without indexing by the secret j (j <= i), on
  * one byte per coefficient. */
 void qv_mldsa_ball_swap_avx2(int8_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int8_t sign);

@@ -172,6 +172,24 @@ static void check_avx2_matches_portable(void)
         poly_pointwise_acc_portable(&p1, &b, &a);
         qv_mldsa_pointwise_acc_avx2(p2.c, b.c, a.c);
         CHECK(memcmp(&p1, &p2, sizeof p1) == 0, "pointwise_acc avx2 differs (trial %d)", trial);
+        if (qv_mldsa_path() >= QV_MLDSA_PATH_AVX512) {
+            poly p3 = a;
+            p1 = a;
+            poly_ntt_portable(&p1);
+            qv_mldsa_ntt_avx512(p3.c);
+            CHECK(memcmp(&p1, &p3, sizeof p1) == 0, "ntt avx512 differs (trial %d)", trial);
+            p1 = a;
+            p3 = a;
+            poly_invntt_tomont_portable(&p1);
+            qv_mldsa_invntt_tomont_avx512(p3.c);
+            CHECK(memcmp(&p1, &p3, sizeof p1) == 0, "invntt avx512 differs (trial %d)", trial);
+            poly_pointwise_portable(&p1, &a, &b);
+            qv_mldsa_pointwise_avx512(p3.c, a.c, b.c);
+            CHECK(memcmp(&p1, &p3, sizeof p1) == 0, "pointwise avx512 differs (trial %d)", trial);
+            poly_pointwise_acc_portable(&p1, &b, &a);
+            qv_mldsa_pointwise_acc_avx512(p3.c, b.c, a.c);
+            CHECK(memcmp(&p1, &p3, sizeof p1) == 0, "pointwise_acc avx512 differs (%d)", trial);
+        }
     }
     for (int trial = 0; trial < 3000; trial++) {
         uint8_t ctilde[64];
