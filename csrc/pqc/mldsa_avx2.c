@@ -381,6 +381,108 @@ static inline AVX512 void store16(int32_t *p, __m512i v)
     _mm512_storeu_si512((void *)p, v);
 }
 
+/* The layers of distance 8, 4, 2, 1 on 32 coefficients c0..c31 held in x (c0..c15) and
+ * y (c16..c31). Regrouped with 64-bit permutes so every butterfly is vertical:
+ *   len 8: A = c0-7 | c16-23,            B = c8-15 | c24-31
+ *   len 4: A2 = c0-3 | c16-19 | c8-11 | c24-27, B2 = the +4 partners
+ *   len 2: A3 = c0 c1 c4 c5 | ..., B3 = c2 c3 c6 c7 | ... (64-bit unpack per 128-bit lane)
+ *   len 1: E = even, O = odd coefficients (32-bit blend).
+ * zeta vectors list, lane by lane, the block number of each butterfly. */
+static inline AVX512 __m512i perm2(__m512i a, __m512i b, long long i0, long long i1,
+                                   long long i2, long long i3, long long i4, long long i5,
+                                   long long i6, long long i7)
+{
+    return _mm512_permutex2var_epi64(a, _mm512_setr_epi64(i0, i1, i2, i3, i4, i5, i6, i7), b);
+}
+
+typedef int32_t (*zeta_fn)(unsigned len, unsigned b);
+
+static inline AVX512 __m512i zetas16(zeta_fn zf, unsigned len, unsigned base,
+                                     const unsigned off[16])
+{
+    return _mm512_setr_epi32(zf(len, base + off[0]), zf(len, base + off[1]),
+                             zf(len, base + off[2]), zf(len, base + off[3]),
+                             zf(len, base + off[4]), zf(len, base + off[5]),
+                             zf(len, base + off[6]), zf(len, base + off[7]),
+                             zf(len, base + off[8]), zf(len, base + off[9]),
+                             zf(len, base + off[10]), zf(len, base + off[11]),
+                             zf(len, base + off[12]), zf(len, base + off[13]),
+                             zf(len, base + off[14]), zf(len, base + off[15]));
+}
+
+static const unsigned tail_off8[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+static const unsigned tail_off4[16] = {0, 0, 0, 0, 2, 2, 2, 2, 1, 1, 1, 1, 3, 3, 3, 3};
+static const unsigned tail_off2[16] = {0, 0, 1, 1, 4, 4, 5, 5, 2, 2, 3, 3, 6, 6, 7, 7};
+static const unsigned tail_off1[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+
+static inline AVX512 void ct512(__m512i *x, __m512i *y, __m512i z)
+{
+    __m512i t = mont_mul512(z, *y);
+    *y = _mm512_sub_epi32(*x, t);
+    *x = _mm512_add_epi32(*x, t);
+}
+
+static inline AVX512 void gs512(__m512i *x, __m512i *y, __m512i z)
+{
+    __m512i t = *x;
+    *x = _mm512_add_epi32(t, *y);
+    *y = mont_mul512(z, _mm512_sub_epi32(t, *y));
+}
+
+static AVX512 void ntt_tail_avx512(int32_t a[QV_MLDSA_N])
+{
+    for (unsigned i = 0; i < QV_MLDSA_N; i += 32) {
+        __m512i x = load16(a + i), y = load16(a + i + 16);
+        __m512i A = perm2(x, y, 0, 1, 2, 3, 8, 9, 10, 11);
+        __m512i B = perm2(x, y, 4, 5, 6, 7, 12, 13, 14, 15);
+        ct512(&A, &B, zetas16(fwd_zeta, 8, i / 16, tail_off8));
+        __m512i A2 = perm2(A, B, 0, 1, 4, 5, 8, 9, 12, 13);
+        __m512i B2 = perm2(A, B, 2, 3, 6, 7, 10, 11, 14, 15);
+        ct512(&A2, &B2, zetas16(fwd_zeta, 4, i / 8, tail_off4));
+        __m512i A3 = _mm512_unpacklo_epi64(A2, B2);
+        __m512i B3 = _mm512_unpackhi_epi64(A2, B2);
+        ct512(&A3, &B3, zetas16(fwd_zeta, 2, i / 4, tail_off2));
+        __m512i E = _mm512_mask_blend_epi32(0xAAAA, A3, _mm512_slli_epi64(B3, 32));
+        __m512i O = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(A3, 32), B3);
+        ct512(&E, &O, zetas16(fwd_zeta, 1, i / 2, tail_off1));
+        A3 = _mm512_mask_blend_epi32(0xAAAA, E, _mm512_slli_epi64(O, 32));
+        B3 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(E, 32), O);
+        A2 = _mm512_unpacklo_epi64(A3, B3);
+        B2 = _mm512_unpackhi_epi64(A3, B3);
+        A = perm2(A2, B2, 0, 1, 8, 9, 2, 3, 10, 11);
+        B = perm2(A2, B2, 4, 5, 12, 13, 6, 7, 14, 15);
+        store16(a + i, perm2(A, B, 0, 1, 2, 3, 8, 9, 10, 11));
+        store16(a + i + 16, perm2(A, B, 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
+static AVX512 void invntt_tail_avx512(int32_t a[QV_MLDSA_N])
+{
+    for (unsigned i = 0; i < QV_MLDSA_N; i += 32) {
+        __m512i x = load16(a + i), y = load16(a + i + 16);
+        __m512i A = perm2(x, y, 0, 1, 2, 3, 8, 9, 10, 11);
+        __m512i B = perm2(x, y, 4, 5, 6, 7, 12, 13, 14, 15);
+        __m512i A2 = perm2(A, B, 0, 1, 4, 5, 8, 9, 12, 13);
+        __m512i B2 = perm2(A, B, 2, 3, 6, 7, 10, 11, 14, 15);
+        __m512i A3 = _mm512_unpacklo_epi64(A2, B2);
+        __m512i B3 = _mm512_unpackhi_epi64(A2, B2);
+        __m512i E = _mm512_mask_blend_epi32(0xAAAA, A3, _mm512_slli_epi64(B3, 32));
+        __m512i O = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(A3, 32), B3);
+        gs512(&E, &O, zetas16(inv_zeta, 1, i / 2, tail_off1));
+        A3 = _mm512_mask_blend_epi32(0xAAAA, E, _mm512_slli_epi64(O, 32));
+        B3 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(E, 32), O);
+        gs512(&A3, &B3, zetas16(inv_zeta, 2, i / 4, tail_off2));
+        A2 = _mm512_unpacklo_epi64(A3, B3);
+        B2 = _mm512_unpackhi_epi64(A3, B3);
+        gs512(&A2, &B2, zetas16(inv_zeta, 4, i / 8, tail_off4));
+        A = perm2(A2, B2, 0, 1, 8, 9, 2, 3, 10, 11);
+        B = perm2(A2, B2, 4, 5, 12, 13, 6, 7, 14, 15);
+        gs512(&A, &B, zetas16(inv_zeta, 8, i / 16, tail_off8));
+        store16(a + i, perm2(A, B, 0, 1, 2, 3, 8, 9, 10, 11));
+        store16(a + i + 16, perm2(A, B, 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
 AVX512 void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N])
 {
     for (unsigned len = 128; len >= 16; len >>= 1) {
@@ -394,12 +496,12 @@ AVX512 void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N])
             }
         }
     }
-    ntt_from_avx2(a, 8);
+    ntt_tail_avx512(a);
 }
 
 AVX512 void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N])
 {
-    invntt_upto_avx2(a, 8);
+    invntt_tail_avx512(a);
     for (unsigned len = 16; len < QV_MLDSA_N / 2; len <<= 1) {
         for (unsigned start = 0, b = 0; start < QV_MLDSA_N; start += 2 * len, b++) {
             __m512i z = _mm512_set1_epi32(inv_zeta(len, b));
