@@ -1,5 +1,7 @@
 /* ML-DSA (FIPS 204, final, August 2024): ML-DSA-44/65/87 key generation, pure signing with a
- * context string (deterministic or hedged) and verification, in portable C.
+ * context string (deterministic or hedged) and verification. The algorithm is here in portable
+ * C; mldsa_avx2.c holds the AVX2 / AVX-512 kernels and mldsa_keccak_lanes.c the multi-lane
+ * SHAKE, chosen at run time from CPUID (qv_mldsa_code_path) and bit-identical to the C.
  *
  * Arithmetic is mod q = 8380417 in signed 32-bit lanes with Montgomery multiplication
  * (R = 2^32); polynomials are multiplied in the NTT domain. Everything that touches secret

@@ -51,7 +51,7 @@ unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, s
 void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
                                int32_t gamma1);
 
-/* Four SHAKE sponges in step (mldsa_keccak_x4.c). absorb: the four inputs, all `len` bytes,
+/* Four SHAKE sponges in step (mldsa_keccak_lanes.c). absorb: the four inputs, all `len` bytes,
  * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
  * of `rate` bytes into each out[l]. */
 typedef struct {
