@@ -109,6 +109,11 @@ def test_batch_shape_errors() -> None:
     with pytest.raises(QVError) as info:
         sig.sign_batch(sks, msgs, ctx=bytes(256))
     assert info.value.name == "PQC_ERR_CONTEXT"
+    # Arrays of another dtype or of non-bytes are refused, never cast.
+    for bad in (sks.astype(np.int64), [[300] * sig.secret_key_size] * 2, "text"):
+        with pytest.raises(QVError) as info:
+            sig.sign_batch(bad, msgs)
+        assert info.value.name == "QV_ERR_INVAL"
 
 
 def test_unknown_algorithm_and_backends() -> None:

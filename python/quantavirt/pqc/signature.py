@@ -77,8 +77,14 @@ def _context(ctx: Any) -> Any:
 
 
 def _matrix(value: Any, width: int | None, name: str, rows: int | None = None) -> np.ndarray:
-    """A C-contiguous uint8 array of shape (n, width); PQC_ERR_SIZE when the shape is wrong."""
-    arr = np.ascontiguousarray(value, dtype=np.uint8)
+    """A C-contiguous uint8 array of shape (n, width); PQC_ERR_SIZE when the shape is wrong,
+    QV_ERR_INVAL for anything that is not bytes (another dtype is never cast silently)."""
+    if isinstance(value, np.ndarray) and value.dtype != np.uint8:
+        raise QVError("QV_ERR_INVAL", f"{name} must be a uint8 array, not {value.dtype}")
+    try:
+        arr = np.ascontiguousarray(value, dtype=np.uint8)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise QVError("QV_ERR_INVAL", f"{name} must be an array of bytes: {exc}") from exc
     if arr.ndim != 2:
         raise QVError("PQC_ERR_SIZE", f"{name} must be a 2-D array (n, size), got shape "
                       f"{arr.shape}")
