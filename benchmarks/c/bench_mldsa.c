@@ -1,9 +1,10 @@
 /* ML-DSA in the C core without Python in the way: microseconds per keygen, sign (hedged and
- * deterministic) and verify for ML-DSA-44/65/87 on one core, on each code path the CPU has.
- * Times are this thread's CPU time. Reported: the median, the mean, and the best mean over ten equal rounds (the round least
- * disturbed by other load on the machine; for sign, whose cost varies with the number of
- * rejection iterations, the mean is the figure that matters).
- * Usage: bench_mldsa [iterations] [path]   (default 2000; path 0 portable, 1 avx2, 2 avx512,
+ * deterministic) and verify for ML-DSA-44/65/87 on one core, on the code path the CPU offers
+ * (or a lower one). Times are this thread's CPU time. Reported: the median, the mean, and the
+ * best mean over ten equal rounds (the round least disturbed by other load on the machine; for
+ * sign, whose cost varies with the number of rejection iterations, the mean is the figure that
+ * matters).
+ * Usage: bench_mldsa [iterations] [path]   (default 2000; path 0 portable, 1 avx2, 2 avx512;
  * default the best available) */
 #include <stdio.h>
 #include <stdlib.h>

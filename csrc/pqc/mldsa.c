@@ -26,15 +26,33 @@
 #define QV_CT_DECLASSIFY(ptr, len) ((void)(ptr), (void)(len))
 #endif
 
-/* Whole-polynomial coefficient loops get an AVX2 clone next to the baseline one (GCC/Clang
- * function multi-versioning, resolved once from CPUID); the compiler vectorises each. */
-#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define QV_POLY_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef QV_POLY_CLONES
-#define QV_POLY_CLONES
+/* Whole-polynomial coefficient loops are written once and compiled twice: for the baseline
+ * CPU and, on x86-64, for AVX2 (where the compiler vectorises them eight lanes wide). The
+ * code path in force (qv_mldsa_path, so also qv_mldsa_set_path_limit) picks the copy.
+ * POLY_KERNEL(ret, name, (params), (args), body) defines name_portable, name_avx2 and the
+ * dispatching name; POLY_KERNEL_VOID the same for functions without a result. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QV_AVX2_TARGET __attribute__((target("avx2")))
+#define POLY_KERNEL(ret, name, params, args, ...)                                          \
+    static ret name##_portable params __VA_ARGS__                                          \
+    QV_AVX2_TARGET static ret name##_avx2 params __VA_ARGS__                               \
+    static ret name params                                                                 \
+    {                                                                                      \
+        return use_avx2() ? name##_avx2 args : name##_portable args;                       \
+    }
+#define POLY_KERNEL_VOID(name, params, args, ...)                                          \
+    static void name##_portable params __VA_ARGS__                                         \
+    QV_AVX2_TARGET static void name##_avx2 params __VA_ARGS__                              \
+    static void name params                                                                \
+    {                                                                                      \
+        if (use_avx2())                                                                    \
+            name##_avx2 args;                                                              \
+        else                                                                               \
+            name##_portable args;                                                          \
+    }
+#else
+#define POLY_KERNEL(ret, name, params, args, ...) static ret name params __VA_ARGS__
+#define POLY_KERNEL_VOID(name, params, args, ...) static void name params __VA_ARGS__
 #endif
 
 #define N 256
@@ -255,22 +273,22 @@ static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
         poly_pointwise_acc_portable(r, a, b);
 }
 
-QV_POLY_CLONES static void poly_reduce(poly *a)
+POLY_KERNEL_VOID(poly_reduce, (poly *a), (a),
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = reduce32(a->c[i]);
-}
+})
 
 /* Canonical representative in [0, q). */
-QV_POLY_CLONES static void poly_freeze(poly *a)
+POLY_KERNEL_VOID(poly_freeze, (poly *a), (a),
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = caddq(reduce32(a->c[i]));
-}
+})
 
 /* 1 when some |a_i| >= bound, else 0; coefficients must be centred and reduced. Branch-free:
  * the caller decides (and declassifies) the rejection. */
-QV_POLY_CLONES static uint32_t poly_exceeds(const poly *a, int32_t bound)
+POLY_KERNEL(uint32_t, poly_exceeds, (const poly *a, int32_t bound), (a, bound),
 {
     uint32_t bad = 0;
     for (unsigned i = 0; i < N; i++) {
@@ -279,7 +297,7 @@ QV_POLY_CLONES static uint32_t poly_exceeds(const poly *a, int32_t bound)
         bad |= (uint32_t)(bound - 1 - abs) >> 31;
     }
     return bad;
-}
+})
 
 /* ---- rounding (FIPS 204 section 7.4), all branch-free ---------------------------------- */
 
@@ -331,20 +349,21 @@ static inline int32_t use_hint(int32_t h, int32_t r, int32_t gamma2)
     return v;
 }
 
-/* ---- whole-polynomial steps of Sign and Verify (vectorised through QV_POLY_CLONES) ---- */
+/* ---- whole-polynomial steps of Sign and Verify (compiled twice through POLY_KERNEL) ---- */
 
 /* w <- w mod+ q and w1 = HighBits(w). */
-QV_POLY_CLONES static void poly_freeze_highbits(poly *w, poly *w1, int32_t gamma2)
+POLY_KERNEL_VOID(poly_freeze_highbits, (poly *w, poly *w1, int32_t gamma2),
+                 (w, w1, gamma2),
 {
     for (unsigned n = 0; n < N; n++) {
         w->c[n] = caddq(reduce32(w->c[n]));
         w1->c[n] = highbits(w->c[n], gamma2);
     }
-}
+})
 
 /* z = y + c s1 (cs1 straight out of the inverse NTT); 1 if ||z|| >= bound. */
-QV_POLY_CLONES static uint32_t poly_add_check(poly *z, const poly *y, const poly *cs1,
-                                              int32_t bound)
+POLY_KERNEL(uint32_t, poly_add_check,
+            (poly *z, const poly *y, const poly *cs1, int32_t bound), (z, y, cs1, bound),
 {
     uint32_t bad = 0;
     for (unsigned n = 0; n < N; n++) {
@@ -354,12 +373,13 @@ QV_POLY_CLONES static uint32_t poly_add_check(poly *z, const poly *y, const poly
         bad |= (uint32_t)(bound - 1 - abs) >> 31;
     }
     return bad;
-}
+})
 
 /* r = (w - c s2) mod+ q, (r1, r0) = Decompose(r); 1 if ||r0|| >= bound. */
-QV_POLY_CLONES static uint32_t poly_lowbits_check(poly *r, poly *r1, poly *r0, const poly *w,
-                                                  const poly *cs2, int32_t gamma2,
-                                                  int32_t bound)
+POLY_KERNEL(uint32_t, poly_lowbits_check,
+            (poly *r, poly *r1, poly *r0, const poly *w, const poly *cs2, int32_t gamma2,
+             int32_t bound),
+            (r, r1, r0, w, cs2, gamma2, bound),
 {
     uint32_t bad = 0;
     for (unsigned n = 0; n < N; n++) {
@@ -370,12 +390,13 @@ QV_POLY_CLONES static uint32_t poly_lowbits_check(poly *r, poly *r1, poly *r0, c
         bad |= (uint32_t)(bound - 1 - abs) >> 31;
     }
     return bad;
-}
+})
 
 /* h = MakeHint(-c t0, r + c t0) = [HighBits(r + c t0) != HighBits(r)], with r1 =
  * HighBits(r); returns the number of ones. */
-QV_POLY_CLONES static uint32_t poly_make_hint(poly *h, const poly *r, const poly *r1,
-                                              const poly *ct0, int32_t gamma2)
+POLY_KERNEL(uint32_t, poly_make_hint,
+            (poly *h, const poly *r, const poly *r1, const poly *ct0, int32_t gamma2),
+            (h, r, r1, ct0, gamma2),
 {
     uint32_t ones = 0;
     for (unsigned n = 0; n < N; n++) {
@@ -386,14 +407,14 @@ QV_POLY_CLONES static uint32_t poly_make_hint(poly *h, const poly *r, const poly
         ones += bit;
     }
     return ones;
-}
+})
 
 /* w <- UseHint(h, w mod+ q). */
-QV_POLY_CLONES static void poly_use_hint(poly *w, const poly *h, int32_t gamma2)
+POLY_KERNEL_VOID(poly_use_hint, (poly *w, const poly *h, int32_t gamma2), (w, h, gamma2),
 {
     for (unsigned n = 0; n < N; n++)
         w->c[n] = use_hint(h->c[n], caddq(reduce32(w->c[n])), gamma2);
-}
+})
 
 /* ---- single-stream SHAKE256 ------------------------------------------------------------ */
 

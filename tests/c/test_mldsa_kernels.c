@@ -152,7 +152,10 @@ static void check_avx2_matches_portable(void)
             /* inputs up to q in absolute value, extremes included */
             int32_t v = (int32_t)(rng() % (2 * Q - 1)) - (Q - 1);
             if (trial < 4)
-                v = trial == 0 ? Q - 1 : trial == 1 ? -(Q - 1) : trial == 2 ? 0 : (i & 1 ? Q - 1 : -(Q - 1));
+                v = trial == 0   ? Q - 1
+                    : trial == 1 ? -(Q - 1)
+                    : trial == 2 ? 0
+                                 : (i & 1 ? Q - 1 : -(Q - 1));
             a.c[i] = v;
             b.c[i] = (int32_t)(rng() % (18 * Q + 1)) - 9 * Q; /* NTT outputs: |b| < 9q */
         }
