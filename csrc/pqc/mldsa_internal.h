@@ -1,5 +1,6 @@
-/* Internal to the ML-DSA implementation: the NTT constants shared by the portable code
- * (mldsa.c) and the AVX2 kernels (mldsa_avx2.c). */
+/* Internal to the ML-DSA implementation: constants, code-path selection and the vector
+ * kernels shared by mldsa.c (the algorithm, portable C), mldsa_avx2.c (AVX2 / AVX-512
+ * kernels) and mldsa_keccak_lanes.c (four- and eight-lane SHAKE). */
 #ifndef QV_PQC_MLDSA_INTERNAL_H
 #define QV_PQC_MLDSA_INTERNAL_H
 
@@ -30,7 +31,7 @@ void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N]);
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N]);
-/* AVX-512 versions (16 lanes for the long-distance NTT layers and the products); only when
+/* AVX-512 versions (16 lanes for every NTT layer and the products); only when
  * qv_mldsa_path() >= QV_MLDSA_PATH_AVX512. Bit-identical to the others. */
 void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N]);
 void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N]);
