@@ -1,6 +1,11 @@
-/* ML-DSA in the C core without Python in the way: median and mean microseconds per keygen,
- * sign (hedged and deterministic) and verify for ML-DSA-44/65/87 on one core.
- * Usage: bench_mldsa [iterations]   (default 2000) */
+/* ML-DSA in the C core without Python in the way: microseconds per keygen, sign (hedged and
+ * deterministic) and verify for ML-DSA-44/65/87 on one core, on the code path the CPU offers
+ * (or a lower one). Times are this thread's CPU time. Reported: the median, the mean, and the
+ * best mean over ten equal rounds (the round least disturbed by other load on the machine; for
+ * sign, whose cost varies with the number of rejection iterations, the mean is the figure that
+ * matters).
+ * Usage: bench_mldsa [iterations] [path]   (default 2000; path 0 portable, 1 avx2, 2 avx512;
+ * default the best available) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +13,12 @@
 
 #include "quantavirt/mldsa.h"
 
+/* Thread CPU time, not wall time: on a machine shared with other jobs the time this thread
+ * spends preempted is not the operation's cost. */
 static double now_us(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
@@ -23,12 +30,20 @@ static int cmp_double(const void *a, const void *b)
 
 static void report(const char *alg, const char *op, double *t, int n)
 {
-    double sum = 0;
+    double sum = 0, best = 0;
+    const int rounds = n >= 10 ? 10 : 1, per = n / rounds;
+    for (int r = 0; r < rounds; r++) {
+        double rs = 0;
+        for (int i = r * per; i < (r + 1) * per; i++)
+            rs += t[i];
+        if (r == 0 || rs / per < best)
+            best = rs / per;
+    }
     for (int i = 0; i < n; i++)
         sum += t[i];
     qsort(t, (size_t)n, sizeof *t, cmp_double);
-    printf("%-10s %-12s median %9.1f us   mean %9.1f us   %9.0f ops/s\n", alg, op, t[n / 2],
-           sum / n, 1e6 * n / sum);
+    printf("%-10s %-11s median %8.1f us   mean %8.1f us   best-round mean %8.1f us  %8.0f ops/s\n",
+           alg, op, t[n / 2], sum / n, best, 1e6 / best);
 }
 
 int main(int argc, char **argv)
@@ -36,6 +51,9 @@ int main(int argc, char **argv)
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
     if (iters < 1)
         iters = 1;
+    if (argc > 2)
+        qv_mldsa_set_path_limit(atoi(argv[2]));
+    printf("code path: %s\n", qv_mldsa_code_path());
     static uint8_t pk[2592], sk[4896], sig[4627];
     uint8_t msg[64], xi[32];
     memset(msg, 0x5a, sizeof msg);

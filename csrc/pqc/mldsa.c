@@ -1,5 +1,7 @@
 /* ML-DSA (FIPS 204, final, August 2024): ML-DSA-44/65/87 key generation, pure signing with a
- * context string (deterministic or hedged) and verification, in portable C.
+ * context string (deterministic or hedged) and verification. The algorithm is here in portable
+ * C; mldsa_avx2.c holds the AVX2 / AVX-512 kernels and mldsa_keccak_lanes.c the multi-lane
+ * SHAKE, chosen at run time from CPUID (qv_mldsa_code_path) and bit-identical to the C.
  *
  * Arithmetic is mod q = 8380417 in signed 32-bit lanes with Montgomery multiplication
  * (R = 2^32); polynomials are multiplied in the NTT domain. Everything that touches secret
@@ -12,7 +14,6 @@
  * file, so memcheck flags any other use of secret data in a branch or an address. */
 #include "quantavirt/mldsa.h"
 
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -23,6 +24,35 @@
 
 #ifndef QV_CT_DECLASSIFY
 #define QV_CT_DECLASSIFY(ptr, len) ((void)(ptr), (void)(len))
+#endif
+
+/* Whole-polynomial coefficient loops are written once and compiled twice: for the baseline
+ * CPU and, on x86-64, for AVX2 (where the compiler vectorises them eight lanes wide). The
+ * code path in force (qv_mldsa_path, so also qv_mldsa_set_path_limit) picks the copy.
+ * POLY_KERNEL(ret, name, (params), (args), body) defines name_portable, name_avx2 and the
+ * dispatching name; POLY_KERNEL_VOID the same for functions without a result. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QV_AVX2_TARGET __attribute__((target("avx2")))
+#define POLY_KERNEL(ret, name, params, args, ...)                                          \
+    static ret name##_portable params __VA_ARGS__                                          \
+    QV_AVX2_TARGET static ret name##_avx2 params __VA_ARGS__                               \
+    static ret name params                                                                 \
+    {                                                                                      \
+        return use_avx2() ? name##_avx2 args : name##_portable args;                       \
+    }
+#define POLY_KERNEL_VOID(name, params, args, ...)                                          \
+    static void name##_portable params __VA_ARGS__                                         \
+    QV_AVX2_TARGET static void name##_avx2 params __VA_ARGS__                              \
+    static void name params                                                                \
+    {                                                                                      \
+        if (use_avx2())                                                                    \
+            name##_avx2 args;                                                              \
+        else                                                                               \
+            name##_portable args;                                                          \
+    }
+#else
+#define POLY_KERNEL(ret, name, params, args, ...) static ret name params __VA_ARGS__
+#define POLY_KERNEL_VOID(name, params, args, ...) static void name params __VA_ARGS__
 #endif
 
 #define N 256
@@ -148,9 +178,8 @@ static void poly_ntt_portable(poly *a)
  * pointwise product). Input coefficients must be below q in absolute value. */
 static void poly_invntt_tomont_portable(poly *a)
 {
-    const int64_t f = 41978; /* 2^64 / 256 mod q */
     unsigned k = N;
-    for (unsigned len = 1; len < N; len <<= 1) {
+    for (unsigned len = 1; len < N / 2; len <<= 1) {
         for (unsigned start = 0; start < N; start += 2 * len) {
             int64_t zeta = -qv_mldsa_zetas[--k];
             for (unsigned j = start; j < start + len; j++) {
@@ -160,8 +189,13 @@ static void poly_invntt_tomont_portable(poly *a)
             }
         }
     }
-    for (unsigned j = 0; j < N; j++)
-        a->c[j] = mont_reduce(f * a->c[j]);
+    /* Last layer with the final scaling by f = 2^64 / 256 folded in: the sum gets f, the
+     * difference f * zeta / 2^32 (coefficients are below 128 q here, so t + u fits). */
+    for (unsigned j = 0; j < N / 2; j++) {
+        int32_t t = a->c[j], u = a->c[j + N / 2];
+        a->c[j] = mont_reduce((int64_t)QV_MLDSA_INVNTT_F * (t + u));
+        a->c[j + N / 2] = mont_reduce((int64_t)QV_MLDSA_INVNTT_FZ * (t - u));
+    }
 }
 
 static void poly_pointwise_portable(poly *r, const poly *a, const poly *b)
@@ -176,33 +210,31 @@ static void poly_pointwise_acc_portable(poly *r, const poly *a, const poly *b)
         r->c[i] += mont_reduce((int64_t)a->c[i] * b->c[i]);
 }
 
-/* The code path: AVX2 kernels when the CPU has them (decided once per process, from CPUID),
- * else portable C. Both give identical results. qv_mldsa_force_portable() exists for tests. */
-static atomic_int mldsa_use_avx2 = -1;
-
+/* The code path: AVX2 kernels when the CPU has them (mldsa_avx2.c decides from CPUID),
+ * else portable C. Both give identical results. */
 static inline int use_avx2(void)
 {
-    int v = atomic_load_explicit(&mldsa_use_avx2, memory_order_relaxed);
-    if (v < 0) { /* first use: every thread computes the same answer */
-        v = qv_mldsa_have_avx2();
-        atomic_store_explicit(&mldsa_use_avx2, v, memory_order_relaxed);
-    }
-    return v;
-}
-
-void qv_mldsa_force_portable(int on)
-{
-    atomic_store_explicit(&mldsa_use_avx2, on ? 0 : qv_mldsa_have_avx2(), memory_order_relaxed);
+    return qv_mldsa_path() >= QV_MLDSA_PATH_AVX2;
 }
 
 const char *qv_mldsa_code_path(void)
 {
-    return use_avx2() ? "avx2" : "portable";
+    switch (qv_mldsa_path()) {
+    case QV_MLDSA_PATH_AVX512:
+        return "avx2+avx512";
+    case QV_MLDSA_PATH_AVX2:
+        return "avx2";
+    default:
+        return "portable";
+    }
 }
 
 static void poly_ntt(poly *a)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_ntt_avx512(a->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_ntt_avx2(a->c);
     else
         poly_ntt_portable(a);
@@ -210,7 +242,10 @@ static void poly_ntt(poly *a)
 
 static void poly_invntt_tomont(poly *a)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_invntt_tomont_avx512(a->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_invntt_tomont_avx2(a->c);
     else
         poly_invntt_tomont_portable(a);
@@ -218,7 +253,10 @@ static void poly_invntt_tomont(poly *a)
 
 static void poly_pointwise(poly *r, const poly *a, const poly *b)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_pointwise_avx512(r->c, a->c, b->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_pointwise_avx2(r->c, a->c, b->c);
     else
         poly_pointwise_portable(r, a, b);
@@ -226,28 +264,31 @@ static void poly_pointwise(poly *r, const poly *a, const poly *b)
 
 static void poly_pointwise_acc(poly *r, const poly *a, const poly *b)
 {
-    if (use_avx2())
+    int path = qv_mldsa_path();
+    if (path >= QV_MLDSA_PATH_AVX512)
+        qv_mldsa_pointwise_acc_avx512(r->c, a->c, b->c);
+    else if (path >= QV_MLDSA_PATH_AVX2)
         qv_mldsa_pointwise_acc_avx2(r->c, a->c, b->c);
     else
         poly_pointwise_acc_portable(r, a, b);
 }
 
-static void poly_reduce(poly *a)
+POLY_KERNEL_VOID(poly_reduce, (poly *a), (a),
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = reduce32(a->c[i]);
-}
+})
 
 /* Canonical representative in [0, q). */
-static void poly_freeze(poly *a)
+POLY_KERNEL_VOID(poly_freeze, (poly *a), (a),
 {
     for (unsigned i = 0; i < N; i++)
         a->c[i] = caddq(reduce32(a->c[i]));
-}
+})
 
 /* 1 when some |a_i| >= bound, else 0; coefficients must be centred and reduced. Branch-free:
  * the caller decides (and declassifies) the rejection. */
-static uint32_t poly_exceeds(const poly *a, int32_t bound)
+POLY_KERNEL(uint32_t, poly_exceeds, (const poly *a, int32_t bound), (a, bound),
 {
     uint32_t bad = 0;
     for (unsigned i = 0; i < N; i++) {
@@ -256,7 +297,7 @@ static uint32_t poly_exceeds(const poly *a, int32_t bound)
         bad |= (uint32_t)(bound - 1 - abs) >> 31;
     }
     return bad;
-}
+})
 
 /* ---- rounding (FIPS 204 section 7.4), all branch-free ---------------------------------- */
 
@@ -308,38 +349,214 @@ static inline int32_t use_hint(int32_t h, int32_t r, int32_t gamma2)
     return v;
 }
 
+/* ---- whole-polynomial steps of Sign and Verify (compiled twice through POLY_KERNEL) ---- */
+
+/* w <- w mod+ q and w1 = HighBits(w). */
+POLY_KERNEL_VOID(poly_freeze_highbits, (poly *w, poly *w1, int32_t gamma2),
+                 (w, w1, gamma2),
+{
+    for (unsigned n = 0; n < N; n++) {
+        w->c[n] = caddq(reduce32(w->c[n]));
+        w1->c[n] = highbits(w->c[n], gamma2);
+    }
+})
+
+/* z = y + c s1 (cs1 straight out of the inverse NTT); 1 if ||z|| >= bound. */
+POLY_KERNEL(uint32_t, poly_add_check,
+            (poly *z, const poly *y, const poly *cs1, int32_t bound), (z, y, cs1, bound),
+{
+    uint32_t bad = 0;
+    for (unsigned n = 0; n < N; n++) {
+        int32_t v = y->c[n] + reduce32(cs1->c[n]);
+        z->c[n] = v;
+        int32_t abs = v - ((v >> 31) & (2 * v));
+        bad |= (uint32_t)(bound - 1 - abs) >> 31;
+    }
+    return bad;
+})
+
+/* r = (w - c s2) mod+ q, (r1, r0) = Decompose(r); 1 if ||r0|| >= bound. */
+POLY_KERNEL(uint32_t, poly_lowbits_check,
+            (poly *r, poly *r1, poly *r0, const poly *w, const poly *cs2, int32_t gamma2,
+             int32_t bound),
+            (r, r1, r0, w, cs2, gamma2, bound),
+{
+    uint32_t bad = 0;
+    for (unsigned n = 0; n < N; n++) {
+        r->c[n] = caddq(reduce32(w->c[n] - reduce32(cs2->c[n])));
+        decompose(r->c[n], gamma2, &r1->c[n], &r0->c[n]);
+        int32_t v = r0->c[n];
+        int32_t abs = v - ((v >> 31) & (2 * v));
+        bad |= (uint32_t)(bound - 1 - abs) >> 31;
+    }
+    return bad;
+})
+
+/* h = MakeHint(-c t0, r + c t0) = [HighBits(r + c t0) != HighBits(r)], with r1 =
+ * HighBits(r); returns the number of ones. */
+POLY_KERNEL(uint32_t, poly_make_hint,
+            (poly *h, const poly *r, const poly *r1, const poly *ct0, int32_t gamma2),
+            (h, r, r1, ct0, gamma2),
+{
+    uint32_t ones = 0;
+    for (unsigned n = 0; n < N; n++) {
+        int32_t v = caddq(reduce32(r->c[n] + ct0->c[n]));
+        uint32_t diff = (uint32_t)(highbits(v, gamma2) ^ r1->c[n]);
+        uint32_t bit = (diff | (0u - diff)) >> 31;
+        h->c[n] = (int32_t)bit;
+        ones += bit;
+    }
+    return ones;
+})
+
+/* w <- UseHint(h, w mod+ q). */
+POLY_KERNEL_VOID(poly_use_hint, (poly *w, const poly *h, int32_t gamma2), (w, h, gamma2),
+{
+    for (unsigned n = 0; n < N; n++)
+        w->c[n] = use_hint(h->c[n], caddq(reduce32(w->c[n])), gamma2);
+})
+
+/* ---- single-stream SHAKE256 ------------------------------------------------------------ */
+
+/* H = SHAKE256 for the one-stream uses (mu, rho'', c~, SampleInBall, tr, KeyGen's seed
+ * expansion). With AVX2 the sponge runs in lane 0 of the four-way permutation, which there
+ * costs about half of one scalar Keccak-f[1600]; otherwise it is the scalar qv_keccak. Same
+ * output either way. */
+typedef struct {
+    union {
+        qv_keccak scalar;
+        qv_mldsa_keccak_x4 x4;
+    } u;
+    unsigned offset; /* x4 only: byte position in the current block of lane 0 */
+    int fast, squeezing;
+} xof1;
+
+static void xof_init(xof1 *h)
+{
+    h->fast = use_avx2();
+    h->offset = 0;
+    h->squeezing = 0;
+    if (h->fast) {
+        memset(&h->u.x4, 0, sizeof h->u.x4);
+        h->u.x4.rate = QV_SHAKE256_RATE;
+    } else {
+        qv_shake256_init(&h->u.scalar);
+    }
+}
+
+static void xof_absorb(xof1 *h, const uint8_t *in, size_t len)
+{
+    if (!h->fast) {
+        qv_keccak_absorb(&h->u.scalar, in, len);
+        return;
+    }
+    uint64_t *s = h->u.x4.s;
+    while (len > 0) {
+        if (h->offset % 8 == 0 && len >= 8) { /* whole lanes */
+            uint64_t v = 0;
+            for (int i = 7; i >= 0; i--)
+                v = (v << 8) | in[i];
+            s[4 * (h->offset / 8)] ^= v;
+            h->offset += 8;
+            in += 8;
+            len -= 8;
+        } else {
+            s[4 * (h->offset / 8)] ^= (uint64_t)*in++ << (8 * (h->offset % 8));
+            h->offset++;
+            len--;
+        }
+        if (h->offset == QV_SHAKE256_RATE) {
+            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            h->offset = 0;
+        }
+    }
+}
+
+static void xof_squeeze(xof1 *h, uint8_t *out, size_t len)
+{
+    if (!h->fast) {
+        qv_keccak_squeeze(&h->u.scalar, out, len);
+        return;
+    }
+    uint64_t *s = h->u.x4.s;
+    if (!h->squeezing) { /* SHAKE padding, then the first permutation */
+        s[4 * (h->offset / 8)] ^= (uint64_t)0x1F << (8 * (h->offset % 8));
+        s[4 * ((QV_SHAKE256_RATE - 1) / 8)] ^= (uint64_t)0x80 << (8 * ((QV_SHAKE256_RATE - 1) % 8));
+        qv_mldsa_keccak_x4_permute(&h->u.x4);
+        h->offset = 0;
+        h->squeezing = 1;
+    }
+    while (len > 0) {
+        if (h->offset == QV_SHAKE256_RATE) {
+            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            h->offset = 0;
+        }
+        *out++ = (uint8_t)(s[4 * (h->offset / 8)] >> (8 * (h->offset % 8)));
+        h->offset++;
+        len--;
+    }
+}
+
+static void xof_wipe(xof1 *h)
+{
+    qv_wipe(h, sizeof *h);
+}
+
+static void shake256(uint8_t *out, size_t outlen, const uint8_t *in, size_t inlen)
+{
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, in, inlen);
+    xof_squeeze(&h, out, outlen);
+    xof_wipe(&h);
+}
+
 /* ---- bit packing (FIPS 204 section 7.1): 256 values of `bits` bits, LSB first -------- */
 
 static void pack_bits(uint8_t *out, const uint32_t v[N], unsigned bits)
 {
+    if (bits == 4) { /* w1 of ML-DSA-65/87: two per byte */
+        for (unsigned i = 0; i < N / 2; i++)
+            out[i] = (uint8_t)(v[2 * i] | (v[2 * i + 1] << 4));
+        return;
+    }
+    /* bits <= 24: the accumulator never holds more than 55 bits; 256 * bits is a multiple of
+     * 32, so it ends empty. The flush depends on `bits` only. */
     uint64_t acc = 0;
     unsigned nacc = 0;
     size_t o = 0;
     for (unsigned i = 0; i < N; i++) {
         acc |= (uint64_t)v[i] << nacc;
         nacc += bits;
-        while (nacc >= 8) { /* depends on `bits` only */
-            out[o++] = (uint8_t)acc;
-            acc >>= 8;
-            nacc -= 8;
+        if (nacc >= 32) {
+            out[o] = (uint8_t)acc;
+            out[o + 1] = (uint8_t)(acc >> 8);
+            out[o + 2] = (uint8_t)(acc >> 16);
+            out[o + 3] = (uint8_t)(acc >> 24);
+            o += 4;
+            acc >>= 32;
+            nacc -= 32;
         }
     }
 }
 
 static void unpack_bits(uint32_t v[N], const uint8_t *in, unsigned bits)
 {
-    uint64_t acc = 0;
-    unsigned nacc = 0;
-    size_t o = 0;
+    /* Coefficient i sits at bit i * bits: read the 4 bytes that hold it (bits <= 24), except
+     * near the end of the input where fewer remain. Offsets depend on `bits` only. */
+    const size_t total = (size_t)N * bits / 8;
     const uint32_t mask = (1u << bits) - 1;
     for (unsigned i = 0; i < N; i++) {
-        while (nacc < bits) {
-            acc |= (uint64_t)in[o++] << nacc;
-            nacc += 8;
+        size_t off = (size_t)i * bits, byte = off / 8;
+        uint32_t w = 0;
+        if (byte + 4 <= total) {
+            w = (uint32_t)in[byte] | ((uint32_t)in[byte + 1] << 8) |
+                ((uint32_t)in[byte + 2] << 16) | ((uint32_t)in[byte + 3] << 24);
+        } else {
+            for (size_t b = byte; b < total; b++)
+                w |= (uint32_t)in[b] << (8 * (b - byte));
         }
-        v[i] = (uint32_t)acc & mask;
-        acc >>= bits;
-        nacc -= bits;
+        v[i] = (w >> (off % 8)) & mask;
     }
 }
 
@@ -384,6 +601,8 @@ static void unpack_simple(poly *a, const uint8_t *in, unsigned bits)
  * data), appended to a from position j; returns the new count. len is a multiple of 3. */
 static unsigned rej_uniform(poly *a, unsigned j, const uint8_t *buf, size_t len)
 {
+    if (use_avx2())
+        return qv_mldsa_rej_uniform_avx2(a->c, j, buf, len);
     for (size_t p = 0; p + 3 <= len && j < N; p += 3) {
         uint32_t z = buf[p] | ((uint32_t)buf[p + 1] << 8) | ((uint32_t)(buf[p + 2] & 0x7f) << 16);
         if (z < Q)
@@ -404,11 +623,10 @@ static unsigned rej_bounded(poly *a, unsigned j, const uint8_t *buf, size_t len,
             uint32_t b = half[h];
             uint32_t accept = (b - limit) >> 31; /* b < limit */
             QV_CT_DECLASSIFY(&accept, sizeof accept);
-            if (accept) {
-                /* eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10) for b < 15 */
-                a->c[j++] = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10))
-                                     : 4 - (int32_t)b;
-            }
+            /* Written at j in every case and kept only when accepted: no branch to
+             * mispredict. eta = 2: 2 - (b mod 5), b mod 5 = b - 5 floor(205 b / 2^10). */
+            a->c[j] = eta == 2 ? 2 - (int32_t)(b - 5 * ((205 * b) >> 10)) : 4 - (int32_t)b;
+            j += accept;
         }
     }
     return j;
@@ -419,20 +637,24 @@ static unsigned rej_bounded(poly *a, unsigned j, const uint8_t *buf, size_t len,
 static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned tau)
 {
     uint8_t buf[QV_SHAKE256_RATE];
-    qv_keccak st;
-    qv_shake256_init(&st);
-    qv_keccak_absorb(&st, ctilde, len);
-    qv_keccak_squeeze(&st, buf, sizeof buf);
+    xof1 st;
+    xof_init(&st);
+    xof_absorb(&st, ctilde, len);
+    xof_squeeze(&st, buf, sizeof buf);
     uint64_t signs = 0;
     for (unsigned i = 0; i < 8; i++)
         signs |= (uint64_t)buf[i] << (8 * i);
     unsigned pos = 8;
     memset(c, 0, sizeof *c);
+    /* The AVX2 path works on one byte per coefficient (8 registers for the polynomial). */
+    const int bytes = use_avx2();
+    int8_t cb[N];
+    memset(cb, 0, sizeof cb);
     for (uint32_t i = N - tau; i < N; i++) {
         uint32_t j;
         for (;;) {
             if (pos == sizeof buf) {
-                qv_keccak_squeeze(&st, buf, sizeof buf);
+                xof_squeeze(&st, buf, sizeof buf);
                 pos = 0;
             }
             j = buf[pos++];
@@ -441,69 +663,106 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
             if (!reject)
                 break;
         }
+        int32_t sign = 1 - 2 * (int32_t)(signs & 1);
+        signs >>= 1;
+        if (bytes) {
+            qv_mldsa_ball_swap_avx2(cb, i, j, (int8_t)sign);
+            continue;
+        }
         int32_t cj = 0;
         for (uint32_t p = 0; p < N; p++)
             cj |= c->c[p] & (int32_t)ct_eq_mask(p, j);
         c->c[i] = cj;
-        int32_t sign = 1 - 2 * (int32_t)(signs & 1);
-        signs >>= 1;
         for (uint32_t p = 0; p < N; p++) {
             int32_t m = (int32_t)ct_eq_mask(p, j);
             c->c[p] = (c->c[p] & ~m) | (sign & m);
         }
     }
+    if (bytes)
+        for (unsigned n = 0; n < N; n++)
+            c->c[n] = cb[n];
+    qv_wipe(cb, sizeof cb);
     qv_wipe(buf, sizeof buf);
-    qv_keccak_wipe(&st);
+    xof_wipe(&st);
 }
 
 #define SHAKE128_BLOCKS_A 5 /* 840 bytes: enough for 256 coefficients almost always */
 #define SHAKE256_BLOCKS_S 2
 #define SHAKE256_BLOCKS_Y 5 /* 680 >= 32 * 20 bytes */
 
-/* Runs `count` XOF streams four at a time: lane l of a group gets seed seeds[first + l]
- * (spare lanes repeat a real seed and are ignored). */
+/* Many same-length XOF streams, run `lanes` at a time: 8 with AVX-512 (Keccak on 512-bit
+ * registers), else 4. Lane l of a group gets seed[l]; spare lanes of a last group repeat a
+ * real seed and their output is ignored. */
+#define XOF_LANES_MAX 8
 typedef struct {
-    qv_mldsa_keccak_x4 st;
-    uint8_t buf[4][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
-    uint8_t seed[4][66];
-} xof_x4;
+    union {
+        qv_mldsa_keccak_x4 x4;
+        qv_mldsa_keccak_x8 x8;
+    } st;
+    unsigned lanes;
+    uint8_t buf[XOF_LANES_MAX][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
+    uint8_t seed[XOF_LANES_MAX][66];
+} xof_multi;
 
-static void xof_x4_start(xof_x4 *x, unsigned rate, size_t seed_len, size_t nblocks)
+static void xof_multi_init(xof_multi *x)
 {
-    const uint8_t *in[4] = {x->seed[0], x->seed[1], x->seed[2], x->seed[3]};
-    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
-    qv_mldsa_keccak_x4_absorb(&x->st, rate, in, seed_len);
-    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, nblocks);
+    x->lanes = qv_mldsa_path() >= QV_MLDSA_PATH_AVX512 ? 8 : 4;
 }
 
-static void xof_x4_more(xof_x4 *x)
+static void xof_multi_squeeze(xof_multi *x, size_t nblocks)
 {
-    uint8_t *out[4] = {x->buf[0], x->buf[1], x->buf[2], x->buf[3]};
-    qv_mldsa_keccak_x4_squeezeblocks(&x->st, out, 1);
+    uint8_t *out[XOF_LANES_MAX];
+    for (unsigned l = 0; l < XOF_LANES_MAX; l++)
+        out[l] = x->buf[l];
+    if (x->lanes == 8)
+        qv_mldsa_keccak_x8_squeezeblocks(&x->st.x8, out, nblocks);
+    else
+        qv_mldsa_keccak_x4_squeezeblocks(&x->st.x4, out, nblocks);
+}
+
+static void xof_multi_start(xof_multi *x, unsigned rate, size_t seed_len, size_t nblocks)
+{
+    const uint8_t *in[XOF_LANES_MAX];
+    for (unsigned l = 0; l < XOF_LANES_MAX; l++)
+        in[l] = x->seed[l];
+    if (x->lanes == 8)
+        qv_mldsa_keccak_x8_absorb(&x->st.x8, rate, in, seed_len);
+    else
+        qv_mldsa_keccak_x4_absorb(&x->st.x4, rate, in, seed_len);
+    xof_multi_squeeze(x, nblocks);
+}
+
+static int all_full(const unsigned *cnt, unsigned lanes)
+{
+    unsigned low = 0;
+    for (unsigned l = 0; l < lanes; l++)
+        low |= cnt[l] < N;
+    return !low;
 }
 
 /* ExpandA: A_hat[r][s] = RejNTTPoly(rho || s || r), already in the NTT domain. */
 static void expand_a(poly a[K_MAX][L_MAX], const uint8_t rho[32], const mldsa_params *p)
 {
     const unsigned total = p->k * p->l;
-    xof_x4 x;
+    xof_multi x;
+    xof_multi_init(&x);
     poly spare;
-    for (unsigned base = 0; base < total; base += 4) {
-        poly *dst[4];
-        unsigned cnt[4];
-        for (unsigned l = 0; l < 4; l++) {
+    for (unsigned base = 0; base < total; base += x.lanes) {
+        poly *dst[XOF_LANES_MAX];
+        unsigned cnt[XOF_LANES_MAX];
+        for (unsigned l = 0; l < x.lanes; l++) {
             unsigned idx = base + l < total ? base + l : base;
             memcpy(x.seed[l], rho, 32);
             x.seed[l][32] = (uint8_t)(idx % p->l); /* s: column */
             x.seed[l][33] = (uint8_t)(idx / p->l); /* r: row */
             dst[l] = base + l < total ? &a[idx / p->l][idx % p->l] : &spare;
         }
-        xof_x4_start(&x, QV_SHAKE128_RATE, 34, SHAKE128_BLOCKS_A);
-        for (unsigned l = 0; l < 4; l++)
+        xof_multi_start(&x, QV_SHAKE128_RATE, 34, SHAKE128_BLOCKS_A);
+        for (unsigned l = 0; l < x.lanes; l++)
             cnt[l] = rej_uniform(dst[l], 0, x.buf[l], SHAKE128_BLOCKS_A * QV_SHAKE128_RATE);
-        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
-            xof_x4_more(&x);
-            for (unsigned l = 0; l < 4; l++)
+        while (!all_full(cnt, x.lanes)) {
+            xof_multi_squeeze(&x, 1);
+            for (unsigned l = 0; l < x.lanes; l++)
                 cnt[l] = rej_uniform(dst[l], cnt[l], x.buf[l], QV_SHAKE128_RATE);
         }
     }
@@ -514,25 +773,26 @@ static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
                      const mldsa_params *p)
 {
     const unsigned total = p->k + p->l;
-    xof_x4 x;
+    xof_multi x;
+    xof_multi_init(&x);
     poly spare;
-    for (unsigned base = 0; base < total; base += 4) {
-        poly *dst[4];
-        unsigned cnt[4];
-        for (unsigned l = 0; l < 4; l++) {
+    for (unsigned base = 0; base < total; base += x.lanes) {
+        poly *dst[XOF_LANES_MAX];
+        unsigned cnt[XOF_LANES_MAX];
+        for (unsigned l = 0; l < x.lanes; l++) {
             unsigned idx = base + l < total ? base + l : base;
             memcpy(x.seed[l], rhop, 64);
             x.seed[l][64] = (uint8_t)idx;
             x.seed[l][65] = (uint8_t)(idx >> 8);
             dst[l] = base + l >= total ? &spare : idx < p->l ? &s1[idx] : &s2[idx - p->l];
         }
-        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_S);
-        for (unsigned l = 0; l < 4; l++)
+        xof_multi_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_S);
+        for (unsigned l = 0; l < x.lanes; l++)
             cnt[l] = rej_bounded(dst[l], 0, x.buf[l], SHAKE256_BLOCKS_S * QV_SHAKE256_RATE,
                                  p->eta);
-        while (cnt[0] < N || cnt[1] < N || cnt[2] < N || cnt[3] < N) {
-            xof_x4_more(&x);
-            for (unsigned l = 0; l < 4; l++)
+        while (!all_full(cnt, x.lanes)) {
+            xof_multi_squeeze(&x, 1);
+            for (unsigned l = 0; l < x.lanes; l++)
                 cnt[l] = rej_bounded(dst[l], cnt[l], x.buf[l], QV_SHAKE256_RATE, p->eta);
         }
     }
@@ -540,21 +800,40 @@ static void expand_s(poly s1[L_MAX], poly s2[K_MAX], const uint8_t rhop[64],
     qv_wipe(&spare, sizeof spare);
 }
 
-/* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1). */
+/* ExpandMask(rho'', kappa): y_r = BitUnpack(H(rho'' || kappa + r), gamma1 - 1, gamma1).
+ * The masks are made a group of `lanes` nonces at a time, aligned to multiples of the group
+ * size, and the last group is kept: attempt n + 1 starts where attempt n stopped, so the
+ * spare lanes of one attempt serve the next. The cache holds secrets and lives in the signing
+ * state. */
+typedef struct {
+    poly y[XOF_LANES_MAX];
+    unsigned base, lanes; /* nonce of y[0]; group size (0: empty) */
+} mask_cache;
+
 static void expand_mask(poly y[L_MAX], const uint8_t rhopp[64], unsigned kappa,
-                        const mldsa_params *p)
+                        const mldsa_params *p, mask_cache *mc)
 {
-    xof_x4 x;
-    for (unsigned base = 0; base < p->l; base += 4) {
-        for (unsigned l = 0; l < 4; l++) {
-            unsigned v = kappa + (base + l < p->l ? base + l : base);
-            memcpy(x.seed[l], rhopp, 64);
-            x.seed[l][64] = (uint8_t)v;
-            x.seed[l][65] = (uint8_t)(v >> 8);
+    xof_multi x;
+    xof_multi_init(&x);
+    for (unsigned r = 0; r < p->l; r++) {
+        unsigned nonce = kappa + r, base = nonce - nonce % x.lanes;
+        if (mc->lanes != x.lanes || mc->base != base) {
+            for (unsigned l = 0; l < x.lanes; l++) {
+                memcpy(x.seed[l], rhopp, 64);
+                x.seed[l][64] = (uint8_t)(base + l);
+                x.seed[l][65] = (uint8_t)((base + l) >> 8);
+            }
+            xof_multi_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
+            for (unsigned l = 0; l < x.lanes; l++) {
+                if (use_avx2()) /* the buffer has room past the 32 z_bits bytes it reads */
+                    qv_mldsa_unpack_mask_avx2(mc->y[l].c, x.buf[l], p->z_bits, p->gamma1);
+                else
+                    unpack_offset(&mc->y[l], x.buf[l], p->gamma1, p->z_bits);
+            }
+            mc->base = base;
+            mc->lanes = x.lanes;
         }
-        xof_x4_start(&x, QV_SHAKE256_RATE, 66, SHAKE256_BLOCKS_Y);
-        for (unsigned l = 0; l < 4 && base + l < p->l; l++)
-            unpack_offset(&y[base + l], x.buf[l], p->gamma1, p->z_bits);
+        y[r] = mc->y[nonce - base];
     }
     qv_wipe(&x, sizeof x);
 }
@@ -643,7 +922,7 @@ int qv_mldsa_keygen_seed(int alg, uint8_t *pk, uint8_t *sk, const uint8_t *xi)
     memcpy(in, xi, 32);
     in[32] = (uint8_t)p->k; /* domain separation by parameter set (final FIPS 204) */
     in[33] = (uint8_t)p->l;
-    qv_shake256(st.seeds, sizeof st.seeds, in, sizeof in);
+    shake256(st.seeds, sizeof st.seeds, in, sizeof in);
     qv_wipe(in, sizeof in);
     const uint8_t *rho = st.seeds, *rhop = st.seeds + 32, *key = st.seeds + 96;
     QV_CT_DECLASSIFY(st.seeds, 32); /* rho is part of the public key */
@@ -675,7 +954,7 @@ int qv_mldsa_keygen_seed(int alg, uint8_t *pk, uint8_t *sk, const uint8_t *xi)
     /* skEncode(rho, K, tr, s1, s2, t0) with tr = H(pk, 64) */
     memcpy(sk, rho, 32);
     memcpy(sk + 32, key, 32);
-    qv_shake256(sk + 64, 64, pk, p->pk_bytes);
+    shake256(sk + 64, 64, pk, p->pk_bytes);
     uint8_t *o = sk + sk_s_offset();
     const size_t sbytes = 32 * p->eta_bits;
     for (unsigned r = 0; r < p->l; r++, o += sbytes)
@@ -710,7 +989,8 @@ typedef struct {
     poly s1hat[L_MAX], s2hat[K_MAX], t0hat[K_MAX];
     poly y[L_MAX], z[L_MAX];
     poly w[K_MAX], w1[K_MAX], r0[K_MAX], ct0[K_MAX], h[K_MAX];
-    poly c, chat, tmp;
+    poly c, chat, tmp, r, r1;
+    mask_cache masks;
 } sign_state;
 
 /* mu = H(tr || M', 64) with M' = 0 || len(ctx) || ctx || msg (the pure external interface). */
@@ -718,15 +998,15 @@ static void message_representative(uint8_t mu[64], const uint8_t tr[64], const u
                                    size_t msg_len, const uint8_t *ctx, size_t ctx_len)
 {
     uint8_t prefix[2] = {0, (uint8_t)ctx_len};
-    qv_keccak h;
-    qv_shake256_init(&h);
-    qv_keccak_absorb(&h, tr, 64);
-    qv_keccak_absorb(&h, prefix, 2);
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, tr, 64);
+    xof_absorb(&h, prefix, 2);
     if (ctx_len)
-        qv_keccak_absorb(&h, ctx, ctx_len);
+        xof_absorb(&h, ctx, ctx_len);
     if (msg_len)
-        qv_keccak_absorb(&h, msg, msg_len);
-    qv_keccak_squeeze(&h, mu, 64);
+        xof_absorb(&h, msg, msg_len);
+    xof_squeeze(&h, mu, 64);
 }
 
 static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
@@ -757,18 +1037,18 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
 
     message_representative(st->mu, st->tr, msg, msg_len, ctx, ctx_len);
     {   /* rho'' = H(K || rnd || mu, 64) */
-        qv_keccak h;
-        qv_shake256_init(&h);
-        qv_keccak_absorb(&h, st->key, 32);
-        qv_keccak_absorb(&h, rnd, 32);
-        qv_keccak_absorb(&h, st->mu, 64);
-        qv_keccak_squeeze(&h, st->rhopp, 64);
-        qv_keccak_wipe(&h);
+        xof1 h;
+        xof_init(&h);
+        xof_absorb(&h, st->key, 32);
+        xof_absorb(&h, rnd, 32);
+        xof_absorb(&h, st->mu, 64);
+        xof_squeeze(&h, st->rhopp, 64);
+        xof_wipe(&h);
     }
 
     const size_t w1_bytes = (size_t)p->k * 32 * p->w1_bits;
     for (unsigned attempt = 0, kappa = 0; attempt < SIGN_MAX_ATTEMPTS; attempt++, kappa += p->l) {
-        expand_mask(st->y, st->rhopp, kappa, p);
+        expand_mask(st->y, st->rhopp, kappa, p, &st->masks);
         /* w = NTT^-1(A_hat o NTT(y)) */
         for (unsigned j = 0; j < p->l; j++) {
             st->z[j] = st->y[j];
@@ -780,19 +1060,17 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
                 poly_pointwise_acc(&st->w[i], &st->a[i][j], &st->z[j]);
             poly_reduce(&st->w[i]);
             poly_invntt_tomont(&st->w[i]);
-            poly_freeze(&st->w[i]);
-            for (unsigned n = 0; n < N; n++)
-                st->w1[i].c[n] = highbits(st->w[i].c[n], p->gamma2);
+            poly_freeze_highbits(&st->w[i], &st->w1[i], p->gamma2);
         }
         /* ctilde = H(mu || w1Encode(w1), lambda / 4); c = SampleInBall(ctilde) */
         w1_encode(st->w1buf, st->w1, p);
         {
-            qv_keccak h;
-            qv_shake256_init(&h);
-            qv_keccak_absorb(&h, st->mu, 64);
-            qv_keccak_absorb(&h, st->w1buf, w1_bytes);
-            qv_keccak_squeeze(&h, st->ctilde, p->ctilde_bytes);
-            qv_keccak_wipe(&h);
+            xof1 h;
+            xof_init(&h);
+            xof_absorb(&h, st->mu, 64);
+            xof_absorb(&h, st->w1buf, w1_bytes);
+            xof_squeeze(&h, st->ctilde, p->ctilde_bytes);
+            xof_wipe(&h);
         }
         sample_in_ball(&st->c, st->ctilde, p->ctilde_bytes, p->tau);
         st->chat = st->c;
@@ -803,35 +1081,22 @@ static int sign_internal(const mldsa_params *p, uint8_t *sig, const uint8_t *sk,
         for (unsigned j = 0; j < p->l; j++) {
             poly_pointwise(&st->tmp, &st->chat, &st->s1hat[j]);
             poly_invntt_tomont(&st->tmp);
-            for (unsigned n = 0; n < N; n++)
-                st->z[j].c[n] = st->y[j].c[n] + reduce32(st->tmp.c[n]);
-            reject |= poly_exceeds(&st->z[j], p->gamma1 - (int32_t)p->beta);
+            reject |= poly_add_check(&st->z[j], &st->y[j], &st->tmp,
+                                     p->gamma1 - (int32_t)p->beta);
         }
         uint32_t ones = 0;
         for (unsigned i = 0; i < p->k; i++) {
             /* r = w - c s2: r0 = LowBits(r) must stay below gamma2 - beta */
             poly_pointwise(&st->tmp, &st->chat, &st->s2hat[i]);
             poly_invntt_tomont(&st->tmp);
-            for (unsigned n = 0; n < N; n++)
-                st->tmp.c[n] = caddq(reduce32(st->w[i].c[n] - reduce32(st->tmp.c[n])));
-            int32_t hi_r[N];
-            for (unsigned n = 0; n < N; n++)
-                decompose(st->tmp.c[n], p->gamma2, &hi_r[n], &st->r0[i].c[n]);
-            reject |= poly_exceeds(&st->r0[i], p->gamma2 - (int32_t)p->beta);
-            /* c t0, and h = MakeHint(-c t0, w - c s2 + c t0) = [HighBits(w - c s2 + c t0) !=
-             * HighBits(w - c s2)] */
+            reject |= poly_lowbits_check(&st->r, &st->r1, &st->r0[i], &st->w[i], &st->tmp,
+                                         p->gamma2, p->gamma2 - (int32_t)p->beta);
+            /* c t0 below gamma2, and h = MakeHint(-c t0, w - c s2 + c t0) */
             poly_pointwise(&st->ct0[i], &st->chat, &st->t0hat[i]);
             poly_invntt_tomont(&st->ct0[i]);
             poly_reduce(&st->ct0[i]);
             reject |= poly_exceeds(&st->ct0[i], p->gamma2);
-            for (unsigned n = 0; n < N; n++) {
-                int32_t v = caddq(reduce32(st->tmp.c[n] + st->ct0[i].c[n]));
-                uint32_t diff = (uint32_t)(highbits(v, p->gamma2) ^ hi_r[n]);
-                uint32_t bit = (diff | (0u - diff)) >> 31;
-                st->h[i].c[n] = (int32_t)bit;
-                ones += bit;
-            }
-            qv_wipe(hi_r, sizeof hi_r);
+            ones += poly_make_hint(&st->h[i], &st->r, &st->r1, &st->ct0[i], p->gamma2);
         }
         reject |= ((uint32_t)p->omega - ones) >> 31; /* more than omega hints */
         QV_CT_DECLASSIFY(&reject, sizeof reject);
@@ -871,6 +1136,7 @@ int qv_mldsa_sign_rnd(int alg, uint8_t *sig, const uint8_t *sk, const uint8_t *m
     if (!sig || !sk || !rnd || (msg_len && !msg) || (ctx_len && !ctx))
         return QV_ERR_INVAL;
     sign_state st;
+    st.masks.lanes = 0;
     int rc = sign_internal(p, sig, sk, msg, msg_len, ctx, ctx_len, rnd, &st);
     qv_wipe(&st, sizeof st);
     return rc;
@@ -923,7 +1189,7 @@ static int verify_internal(const mldsa_params *p, const uint8_t *pk, const uint8
     for (unsigned i = 0; i < p->k; i++)
         unpack_simple(&st->t1[i], pk + 32 + i * 320, 10);
     expand_a(st->a, pk, p);
-    qv_shake256(st->tr, 64, pk, p->pk_bytes);
+    shake256(st->tr, 64, pk, p->pk_bytes);
     message_representative(st->mu, st->tr, msg, msg_len, ctx, ctx_len);
     sample_in_ball(&st->c, ctilde, p->ctilde_bytes, p->tau);
     poly_ntt(&st->c);
@@ -943,16 +1209,14 @@ static int verify_internal(const mldsa_params *p, const uint8_t *pk, const uint8
             st->w[i].c[n] -= st->tmp.c[n];
         poly_reduce(&st->w[i]);
         poly_invntt_tomont(&st->w[i]);
-        poly_freeze(&st->w[i]);
-        for (unsigned n = 0; n < N; n++)
-            st->w[i].c[n] = use_hint(st->h[i].c[n], st->w[i].c[n], p->gamma2);
+        poly_use_hint(&st->w[i], &st->h[i], p->gamma2);
     }
     w1_encode(st->w1buf, st->w, p);
-    qv_keccak h;
-    qv_shake256_init(&h);
-    qv_keccak_absorb(&h, st->mu, 64);
-    qv_keccak_absorb(&h, st->w1buf, (size_t)p->k * 32 * p->w1_bits);
-    qv_keccak_squeeze(&h, st->ctilde2, p->ctilde_bytes);
+    xof1 h;
+    xof_init(&h);
+    xof_absorb(&h, st->mu, 64);
+    xof_absorb(&h, st->w1buf, (size_t)p->k * 32 * p->w1_bits);
+    xof_squeeze(&h, st->ctilde2, p->ctilde_bytes);
     uint8_t diff = 0;
     for (unsigned i = 0; i < p->ctilde_bytes; i++)
         diff |= ctilde[i] ^ st->ctilde2[i];

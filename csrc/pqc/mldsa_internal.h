@@ -1,30 +1,58 @@
-/* Internal to the ML-DSA implementation: the NTT constants shared by the portable code
- * (mldsa.c) and the AVX2 kernels (mldsa_avx2.c). */
+/* Internal to the ML-DSA implementation: constants, code-path selection and the vector
+ * kernels shared by mldsa.c (the algorithm, portable C), mldsa_avx2.c (AVX2 / AVX-512
+ * kernels) and mldsa_keccak_lanes.c (four- and eight-lane SHAKE). */
 #ifndef QV_PQC_MLDSA_INTERNAL_H
 #define QV_PQC_MLDSA_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantavirt/mldsa.h"
+
 #define QV_MLDSA_N 256
 #define QV_MLDSA_Q 8380417
 #define QV_MLDSA_QINV 58728449 /* q^-1 mod 2^32 */
 #define QV_MLDSA_INVNTT_F 41978 /* 2^64 / 256 mod q */
+/* f * (-zeta_1) / 2^32 mod q: the last inverse-NTT layer's twiddle with the scaling folded in */
+#define QV_MLDSA_INVNTT_FZ 3975713
 
 /* zeta^brv8(i) * 2^32 mod q, centred, zeta = 1753; entry 0 unused. */
 extern const int32_t qv_mldsa_zetas[QV_MLDSA_N];
 
+/* The code path in force (QV_MLDSA_PATH_*): what CPUID offers, capped by
+ * qv_mldsa_set_path_limit. */
+int qv_mldsa_path(void);
+
 /* AVX2 kernels, bit-identical to the portable ones (same operations per coefficient); only
- * call them when qv_mldsa_have_avx2() says the CPU has AVX2. */
-int qv_mldsa_have_avx2(void);
+ * call them when qv_mldsa_path() >= QV_MLDSA_PATH_AVX2. */
 void qv_mldsa_ntt_avx2(int32_t a[QV_MLDSA_N]);
 void qv_mldsa_invntt_tomont_avx2(int32_t a[QV_MLDSA_N]);
 void qv_mldsa_pointwise_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                              const int32_t b[QV_MLDSA_N]);
 void qv_mldsa_pointwise_acc_avx2(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
                                  const int32_t b[QV_MLDSA_N]);
+/* AVX-512 versions (16 lanes for every NTT layer and the products); only when
+ * qv_mldsa_path() >= QV_MLDSA_PATH_AVX512. Bit-identical to the others. */
+void qv_mldsa_ntt_avx512(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_invntt_tomont_avx512(int32_t a[QV_MLDSA_N]);
+void qv_mldsa_pointwise_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                               const int32_t b[QV_MLDSA_N]);
+void qv_mldsa_pointwise_acc_avx512(int32_t r[QV_MLDSA_N], const int32_t a[QV_MLDSA_N],
+                                   const int32_t b[QV_MLDSA_N]);
 
-/* Four SHAKE sponges in step (mldsa_keccak_x4.c). absorb: the four inputs, all `len` bytes,
+/* SampleInBall's step c_i <- c_j, c_j <- sign without indexing by the secret j (j <= i), on
+ * one byte per coefficient. */
+void qv_mldsa_ball_swap_avx2(int8_t c[QV_MLDSA_N], uint32_t i, uint32_t j, int8_t sign);
+
+/* RejNTTPoly's parsing of len bytes of SHAKE128 output into a from count j; the new count. */
+unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, size_t len);
+
+/* ExpandMask's BitUnpack: y_i = gamma1 - (bits-bit field i of in), bits 18 or 20. Reads up to
+ * 12 bytes past the 32 * bits it decodes: the caller's buffer must have them. */
+void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
+                               int32_t gamma1);
+
+/* Four SHAKE sponges in step (mldsa_keccak_lanes.c). absorb: the four inputs, all `len` bytes,
  * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
  * of `rate` bytes into each out[l]. */
 typedef struct {
@@ -34,7 +62,21 @@ typedef struct {
 
 void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
                                const uint8_t *const in[4], size_t len);
+/* One Keccak-f[1600] on all four states. */
+void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st);
 void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
+                                      size_t nblocks);
+
+/* Eight sponges in step, for the AVX-512 path only (Keccak-f[1600] on 512-bit registers;
+ * elsewhere it runs the scalar permutation eight times). Same contract as the four-way one. */
+typedef struct {
+    uint64_t s[25 * 8]; /* lane i of sponge l at s[8 i + l] */
+    unsigned rate;
+} qv_mldsa_keccak_x8;
+
+void qv_mldsa_keccak_x8_absorb(qv_mldsa_keccak_x8 *st, unsigned rate,
+                               const uint8_t *const in[8], size_t len);
+void qv_mldsa_keccak_x8_squeezeblocks(qv_mldsa_keccak_x8 *st, uint8_t *const out[8],
                                       size_t nblocks);
 
 #endif

@@ -109,6 +109,11 @@ def test_batch_shape_errors() -> None:
     with pytest.raises(QVError) as info:
         sig.sign_batch(sks, msgs, ctx=bytes(256))
     assert info.value.name == "PQC_ERR_CONTEXT"
+    # Arrays of another dtype or of non-bytes are refused, never cast.
+    for bad in (sks.astype(np.int64), [[300] * sig.secret_key_size] * 2, "text"):
+        with pytest.raises(QVError) as info:
+            sig.sign_batch(bad, msgs)
+        assert info.value.name == "QV_ERR_INVAL"
 
 
 def test_unknown_algorithm_and_backends() -> None:
@@ -136,17 +141,20 @@ def test_wrong_types_are_qverrors() -> None:
 
 
 def test_code_paths_agree() -> None:
-    """The AVX2 path (chosen from CPUID) and the portable path give identical keys and
-    deterministic signatures."""
+    """Every code path the CPU offers (portable, AVX2, AVX2 with AVX-512 Keccak) gives
+    identical keys and deterministic signatures."""
     from quantavirt._ffi import c_string, lib
 
-    assert c_string(lib.qv_mldsa_code_path()) in ("avx2", "portable")
-    results = []
+    names = {lib.QV_MLDSA_PATH_PORTABLE: "portable", lib.QV_MLDSA_PATH_AVX2: "avx2",
+             lib.QV_MLDSA_PATH_AVX512: "avx2+avx512"}
+    best = c_string(lib.qv_mldsa_code_path())
+    assert best in names.values()
+    results = {}
     try:
-        for portable in (1, 0):
-            lib.qv_mldsa_force_portable(portable)
-            if portable:
-                assert c_string(lib.qv_mldsa_code_path()) == "portable"
+        for level, name in names.items():
+            lib.qv_mldsa_set_path_limit(level)
+            if c_string(lib.qv_mldsa_code_path()) != name:
+                continue  # the CPU lacks this path
             out = []
             for algorithm in SIZES:
                 sig = Signature(algorithm)
@@ -154,7 +162,31 @@ def test_code_paths_agree() -> None:
                     pk, sk = sig.keygen(seed=bytes([i]) * 32)
                     out.append((pk, sk, sig.sign(sk, bytes([i]) * i, ctx=b"p",
                                                  deterministic=True)))
-            results.append(out)
+            results[name] = out
     finally:
-        lib.qv_mldsa_force_portable(0)
-    assert results[0] == results[1]
+        lib.qv_mldsa_set_path_limit(-1)
+    assert c_string(lib.qv_mldsa_code_path()) == best
+    assert "portable" in results and best in results
+    first = results["portable"]
+    for name, out in results.items():
+        assert out == first, f"{name} path differs from portable"
+
+
+def test_concurrent_use_from_threads() -> None:
+    """The native calls release the GIL: signing and verifying from several threads at once
+    gives the same results as doing it in sequence."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sig = Signature("ML-DSA-65")
+    keys = [sig.keygen(seed=bytes([i]) * 32) for i in range(16)]
+
+    def work(i: int) -> tuple[bytes, bool]:
+        pk, sk = keys[i % len(keys)]
+        msg = i.to_bytes(4, "little") * 8
+        s = sig.sign(sk, msg, ctx=b"t", deterministic=True)
+        return s, sig.verify(pk, msg, s, ctx=b"t")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(work, range(96)))
+    assert parallel == [work(i) for i in range(96)]
+    assert all(ok for _, ok in parallel)

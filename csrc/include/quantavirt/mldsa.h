@@ -54,9 +54,16 @@ int qv_mldsa_verify_batch(int alg, size_t n, uint8_t *ok, const uint8_t *pks,
                           const uint8_t *msgs, size_t msg_len, const uint8_t *sigs,
                           const uint8_t *ctx, size_t ctx_len);
 
-/* The code path serving ML-DSA on this CPU: "avx2" or "portable" (chosen from CPUID). */
+/* Code paths, chosen from CPUID: portable C; AVX2 (NTT, pointwise products, SampleInBall,
+ * four-way Keccak); AVX2 with the four-way Keccak on AVX-512VL. */
+#define QV_MLDSA_PATH_PORTABLE 0
+#define QV_MLDSA_PATH_AVX2 1
+#define QV_MLDSA_PATH_AVX512 2
+
+/* The path serving ML-DSA now: "portable", "avx2" or "avx2+avx512". */
 const char *qv_mldsa_code_path(void);
-/* Tests and benchmarks: force the portable path (on != 0) or go back to the CPUID choice. */
-void qv_mldsa_force_portable(int on);
+/* Tests and benchmarks: use no path above max_path (a QV_MLDSA_PATH_* value), or the best
+ * the CPU has with -1. Every path gives identical results. */
+void qv_mldsa_set_path_limit(int max_path);
 
 #endif

@@ -77,8 +77,14 @@ def _context(ctx: Any) -> Any:
 
 
 def _matrix(value: Any, width: int | None, name: str, rows: int | None = None) -> np.ndarray:
-    """A C-contiguous uint8 array of shape (n, width); PQC_ERR_SIZE when the shape is wrong."""
-    arr = np.ascontiguousarray(value, dtype=np.uint8)
+    """A C-contiguous uint8 array of shape (n, width); PQC_ERR_SIZE when the shape is wrong,
+    QV_ERR_INVAL for anything that is not bytes (another dtype is never cast silently)."""
+    if isinstance(value, np.ndarray) and value.dtype != np.uint8:
+        raise QVError("QV_ERR_INVAL", f"{name} must be a uint8 array, not {value.dtype}")
+    try:
+        arr = np.ascontiguousarray(value, dtype=np.uint8)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise QVError("QV_ERR_INVAL", f"{name} must be an array of bytes: {exc}") from exc
     if arr.ndim != 2:
         raise QVError("PQC_ERR_SIZE", f"{name} must be a 2-D array (n, size), got shape "
                       f"{arr.shape}")
@@ -164,7 +170,7 @@ class Signature:
             else:
                 xi = _sized(seed, SEED_SIZE, "seed")
                 _check(lib.qv_mldsa_keygen_seed(self._alg, pk, sk, xi), "keygen")
-            return bytes(pk), bytes(sk)
+            return ffi.buffer(pk)[:], ffi.buffer(sk)[:]
         finally:
             ffi.memmove(sk, b"\0" * self._sk_size, self._sk_size)
 
@@ -177,7 +183,7 @@ class Signature:
         out = ffi.new("uint8_t[]", self._sig_size)
         _check(lib.qv_mldsa_sign(self._alg, out, skb, m, len(m), c, len(c),
                                  1 if deterministic else 0), "sign")
-        return bytes(out)
+        return ffi.buffer(out)[:]
 
     def sign_with_randomness(self, sk: Bytes, msg: Bytes, rnd: Bytes, ctx: Bytes = b"",
                              ) -> bytes:
@@ -188,7 +194,7 @@ class Signature:
         c = _context(ctx)
         out = ffi.new("uint8_t[]", self._sig_size)
         _check(lib.qv_mldsa_sign_rnd(self._alg, out, skb, m, len(m), c, len(c), r), "sign")
-        return bytes(out)
+        return ffi.buffer(out)[:]
 
     def verify(self, pk: Bytes, msg: Bytes, signature: Bytes, ctx: Bytes = b"") -> bool:
         """ML-DSA.Verify: True or False. A public key of the wrong size raises PQC_ERR_SIZE and
