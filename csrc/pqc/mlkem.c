@@ -1,0 +1,406 @@
+/* ML-KEM (FIPS 203): K-PKE (Algorithms 13-15), ML-KEM internal algorithms (16-18), the
+ * input checks of section 7 and the public API of quantavirt/mlkem.h. Arithmetic, encodings
+ * and hashing live in csrc/pqc/mlkem/. */
+#include "quantavirt/mlkem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/wipe.h"
+#include "pqc/mlkem/mlkem_internal.h"
+#include "quantavirt/errors.h"
+
+static const mlkem_params mlkem512 = {2, 3, 2, 10, 4, 800, 1632, 768};
+static const mlkem_params mlkem768 = {3, 2, 2, 10, 4, 1184, 2400, 1088};
+static const mlkem_params mlkem1024 = {4, 2, 2, 11, 5, 1568, 3168, 1568};
+
+static const mlkem_params *params_of(int level)
+{
+    switch (level) {
+    case 512: return &mlkem512;
+    case 768: return &mlkem768;
+    case 1024: return &mlkem1024;
+    default: return NULL;
+    }
+}
+
+/* ---- K-PKE ---- */
+
+/* Algorithm 13, K-PKE.KeyGen(d): ek_pke (384k + 32 bytes) and dk_pke (384k bytes). */
+static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, const uint8_t d[32])
+{
+    const unsigned k = P->k;
+    uint8_t in[33], rho_sigma[64], prf[3 * 64];
+    mlkem_poly a[MLKEM_KMAX * MLKEM_KMAX], s[MLKEM_KMAX], e[MLKEM_KMAX], t;
+    const uint8_t *rho = rho_sigma, *sigma = rho_sigma + 32;
+    uint8_t nonce = 0;
+
+    memcpy(in, d, 32);
+    in[32] = (uint8_t)k; /* domain separation by k (FIPS 203 final) */
+    mlkem_hash_g(rho_sigma, in, sizeof in);
+    MLKEM_DECLASSIFY(rho_sigma, 32); /* rho is published in ek */
+
+    mlkem_gen_matrix(a, rho, k, 0);
+    for (unsigned i = 0; i < k; i++) {
+        mlkem_prf(prf, 64 * P->eta1, sigma, nonce++);
+        mlkem_poly_cbd(&s[i], prf, P->eta1);
+        mlkem_ntt(&s[i]);
+    }
+    for (unsigned i = 0; i < k; i++) {
+        mlkem_prf(prf, 64 * P->eta1, sigma, nonce++);
+        mlkem_poly_cbd(&e[i], prf, P->eta1);
+        mlkem_ntt(&e[i]);
+    }
+    for (unsigned i = 0; i < k; i++) {
+        /* t_hat[i] = sum_j A_hat[i][j] o s_hat[j] + e_hat[i]; tomont undoes basemul's R^-1. */
+        mlkem_polyvec_basemul_acc(&t, &a[i * k], s, k);
+        mlkem_poly_tomont(&t);
+        mlkem_poly_add(&t, &t, &e[i]);
+        mlkem_poly_encode12(ek + MLKEM_POLY_BYTES * i, &t);
+        mlkem_poly_encode12(dk_pke + MLKEM_POLY_BYTES * i, &s[i]);
+    }
+    memcpy(ek + MLKEM_POLY_BYTES * k, rho, 32);
+
+    qv_wipe(in, sizeof in);
+    qv_wipe(rho_sigma, sizeof rho_sigma);
+    qv_wipe(prf, sizeof prf);
+    qv_wipe(s, sizeof s);
+    qv_wipe(e, sizeof e);
+    qv_wipe(&t, sizeof t);
+}
+
+/* Algorithm 14, K-PKE.Encrypt(ek_pke, m, r); ek_pke has passed the modulus check or comes
+ * from a dk that passed the hash check (decode12 reduces mod q either way). */
+static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
+                         const uint8_t m[32], const uint8_t r[32])
+{
+    const unsigned k = P->k;
+    uint8_t prf[3 * 64];
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX], t_hat[MLKEM_KMAX], y[MLKEM_KMAX], u, v, e, mu;
+    uint8_t nonce = 0;
+
+    for (unsigned i = 0; i < k; i++)
+        (void)mlkem_poly_decode12(&t_hat[i], ek + MLKEM_POLY_BYTES * i);
+    mlkem_gen_matrix(at, ek + MLKEM_POLY_BYTES * k, k, 1);
+
+    for (unsigned i = 0; i < k; i++) {
+        mlkem_prf(prf, 64 * P->eta1, r, nonce++);
+        mlkem_poly_cbd(&y[i], prf, P->eta1);
+        mlkem_ntt(&y[i]);
+    }
+    for (unsigned i = 0; i < k; i++) {
+        /* u[i] = NTT^-1(sum_j A_hat^T[i][j] o y_hat[j]) + e1[i] */
+        mlkem_prf(prf, 64 * P->eta2, r, nonce++);
+        mlkem_poly_cbd(&e, prf, P->eta2);
+        mlkem_polyvec_basemul_acc(&u, &at[i * k], y, k);
+        mlkem_invntt(&u);
+        mlkem_poly_add(&u, &u, &e);
+        mlkem_poly_compress(c + 32 * P->du * i, &u, P->du);
+    }
+    /* v = NTT^-1(t_hat^T o y_hat) + e2 + Decompress_1(m) */
+    mlkem_prf(prf, 64 * P->eta2, r, nonce);
+    mlkem_poly_cbd(&e, prf, P->eta2);
+    mlkem_poly_from_msg(&mu, m);
+    mlkem_polyvec_basemul_acc(&v, t_hat, y, k);
+    mlkem_invntt(&v);
+    mlkem_poly_add(&v, &v, &e);
+    mlkem_poly_add(&v, &v, &mu);
+    mlkem_poly_compress(c + 32 * P->du * k, &v, P->dv);
+
+    qv_wipe(prf, sizeof prf);
+    qv_wipe(y, sizeof y);
+    qv_wipe(&u, sizeof u);
+    qv_wipe(&v, sizeof v);
+    qv_wipe(&e, sizeof e);
+    qv_wipe(&mu, sizeof mu);
+}
+
+/* Algorithm 15, K-PKE.Decrypt(dk_pke, c) -> m. */
+static void kpke_decrypt(const mlkem_params *P, uint8_t m[32], const uint8_t *dk_pke,
+                         const uint8_t *c)
+{
+    const unsigned k = P->k;
+    mlkem_poly u[MLKEM_KMAX], s_hat[MLKEM_KMAX], v, w;
+
+    for (unsigned i = 0; i < k; i++) {
+        mlkem_poly_decompress(&u[i], c + 32 * P->du * i, P->du);
+        mlkem_ntt(&u[i]);
+        (void)mlkem_poly_decode12(&s_hat[i], dk_pke + MLKEM_POLY_BYTES * i);
+    }
+    mlkem_poly_decompress(&v, c + 32 * P->du * k, P->dv);
+    mlkem_polyvec_basemul_acc(&w, s_hat, u, k);
+    mlkem_invntt(&w);
+    mlkem_poly_sub(&w, &v, &w);
+    mlkem_poly_to_msg(m, &w);
+
+    qv_wipe(s_hat, sizeof s_hat);
+    qv_wipe(u, sizeof u);
+    qv_wipe(&v, sizeof v);
+    qv_wipe(&w, sizeof w);
+}
+
+/* ---- ML-KEM internal algorithms ---- */
+
+/* Algorithm 16: dk = dk_pke || ek || H(ek) || z. */
+static void keygen_internal(const mlkem_params *P, uint8_t *ek, uint8_t *dk, const uint8_t d[32],
+                            const uint8_t z[32])
+{
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    kpke_keygen(P, ek, dk, d);
+    memcpy(dk + pke, ek, P->ek_bytes);
+    mlkem_hash_h(dk + pke + P->ek_bytes, ek, P->ek_bytes);
+    memcpy(dk + pke + P->ek_bytes + 32, z, 32);
+}
+
+/* Algorithm 17: (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r). */
+static void encaps_internal(const mlkem_params *P, uint8_t *c, uint8_t ss[32], const uint8_t *ek,
+                            const uint8_t m[32])
+{
+    uint8_t in[64], kr[64];
+    memcpy(in, m, 32);
+    mlkem_hash_h(in + 32, ek, P->ek_bytes);
+    mlkem_hash_g(kr, in, sizeof in);
+    kpke_encrypt(P, c, ek, m, kr + 32);
+    memcpy(ss, kr, 32);
+    qv_wipe(in, sizeof in);
+    qv_wipe(kr, sizeof kr);
+}
+
+/* Algorithm 18 with implicit rejection: when the re-encryption differs from c, the result is
+ * K_bar = J(z || c), selected without a branch. */
+static void decaps_internal(const mlkem_params *P, uint8_t ss[32], const uint8_t *dk,
+                            const uint8_t *c)
+{
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes, *z = h + 32;
+    uint8_t in[64], kr[64], k_bar[32], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
+
+    kpke_decrypt(P, in, dk, c);
+    memcpy(in + 32, h, 32);
+    mlkem_hash_g(kr, in, sizeof in);
+    mlkem_hash_j(k_bar, z, c, P->ct_bytes);
+    kpke_encrypt(P, c_prime, ek, in, kr + 32);
+    mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(c, c_prime, P->ct_bytes));
+    memcpy(ss, kr, 32);
+
+    qv_wipe(in, sizeof in);
+    qv_wipe(kr, sizeof kr);
+    qv_wipe(k_bar, sizeof k_bar);
+    qv_wipe(c_prime, sizeof c_prime);
+}
+
+/* ---- input checks (FIPS 203 section 7.2 and 7.3) ---- */
+
+/* Modulus check: ByteEncode12(ByteDecode12(ek)) == ek, i.e. no 12-bit value >= q. */
+static int ek_modulus_ok(const mlkem_params *P, const uint8_t *ek)
+{
+    mlkem_poly t;
+    uint16_t bad = 0;
+    for (unsigned i = 0; i < P->k; i++)
+        bad |= mlkem_poly_decode12(&t, ek + MLKEM_POLY_BYTES * i);
+    return bad == 0;
+}
+
+/* Hash check: H(dk[384k : 768k + 32]) == dk[768k + 32 : 768k + 64]. Both are public. */
+static int dk_hash_ok(const mlkem_params *P, const uint8_t *dk)
+{
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    uint8_t h[32];
+    mlkem_hash_h(h, dk + pke, P->ek_bytes);
+    return mlkem_ct_differ(h, dk + pke + P->ek_bytes, 32) == 0;
+}
+
+static int get_random(uint8_t *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t got = getrandom(buf + done, len - done, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return PQC_ERR_RANDOM;
+        }
+        done += (size_t)got;
+    }
+    return 0;
+}
+
+/* ---- public API ---- */
+
+int qv_mlkem_sizes(int level, size_t *public_key_bytes, size_t *secret_key_bytes,
+                   size_t *ciphertext_bytes)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (public_key_bytes)
+        *public_key_bytes = P->ek_bytes;
+    if (secret_key_bytes)
+        *secret_key_bytes = P->dk_bytes;
+    if (ciphertext_bytes)
+        *ciphertext_bytes = P->ct_bytes;
+    return 0;
+}
+
+int qv_mlkem_check_public_key(int level, const uint8_t *ek, size_t ek_len)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (ek == NULL)
+        return QV_ERR_INVAL;
+    if (ek_len != P->ek_bytes)
+        return PQC_ERR_SIZE;
+    return ek_modulus_ok(P, ek) ? 0 : PQC_ERR_KEY;
+}
+
+int qv_mlkem_check_secret_key(int level, const uint8_t *dk, size_t dk_len)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (dk == NULL)
+        return QV_ERR_INVAL;
+    if (dk_len != P->dk_bytes)
+        return PQC_ERR_SIZE;
+    return dk_hash_ok(P, dk) ? 0 : PQC_ERR_KEY;
+}
+
+int qv_mlkem_keygen_seed(int level, const uint8_t *seed, size_t seed_len, uint8_t *ek,
+                         size_t ek_len, uint8_t *dk, size_t dk_len)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (seed == NULL || ek == NULL || dk == NULL)
+        return QV_ERR_INVAL;
+    if (seed_len != QV_MLKEM_SEED_BYTES || ek_len != P->ek_bytes || dk_len != P->dk_bytes)
+        return PQC_ERR_SIZE;
+    keygen_internal(P, ek, dk, seed, seed + 32);
+    return 0;
+}
+
+int qv_mlkem_keygen(int level, uint8_t *ek, size_t ek_len, uint8_t *dk, size_t dk_len)
+{
+    const mlkem_params *P = params_of(level);
+    uint8_t seed[QV_MLKEM_SEED_BYTES];
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (ek == NULL || dk == NULL)
+        return QV_ERR_INVAL;
+    if (ek_len != P->ek_bytes || dk_len != P->dk_bytes)
+        return PQC_ERR_SIZE;
+    int rc = get_random(seed, sizeof seed);
+    if (rc == 0)
+        keygen_internal(P, ek, dk, seed, seed + 32);
+    qv_wipe(seed, sizeof seed);
+    return rc;
+}
+
+int qv_mlkem_encaps_derand(int level, const uint8_t *ek, size_t ek_len, const uint8_t *m,
+                           size_t m_len, uint8_t *ct, size_t ct_len, uint8_t *ss, size_t ss_len)
+{
+    int rc = qv_mlkem_check_public_key(level, ek, ek_len);
+    if (rc != 0)
+        return rc;
+    const mlkem_params *P = params_of(level);
+    if (m == NULL || ct == NULL || ss == NULL)
+        return QV_ERR_INVAL;
+    if (m_len != QV_MLKEM_MSG_BYTES || ct_len != P->ct_bytes ||
+        ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
+        return PQC_ERR_SIZE;
+    encaps_internal(P, ct, ss, ek, m);
+    return 0;
+}
+
+int qv_mlkem_encaps(int level, const uint8_t *ek, size_t ek_len, uint8_t *ct, size_t ct_len,
+                    uint8_t *ss, size_t ss_len)
+{
+    uint8_t m[QV_MLKEM_MSG_BYTES];
+    int rc = get_random(m, sizeof m);
+    if (rc == 0)
+        rc = qv_mlkem_encaps_derand(level, ek, ek_len, m, sizeof m, ct, ct_len, ss, ss_len);
+    qv_wipe(m, sizeof m);
+    return rc;
+}
+
+int qv_mlkem_decaps(int level, const uint8_t *dk, size_t dk_len, const uint8_t *ct,
+                    size_t ct_len, uint8_t *ss, size_t ss_len)
+{
+    int rc = qv_mlkem_check_secret_key(level, dk, dk_len);
+    if (rc != 0)
+        return rc;
+    const mlkem_params *P = params_of(level);
+    if (ct == NULL || ss == NULL)
+        return QV_ERR_INVAL;
+    if (ct_len != P->ct_bytes)
+        return PQC_ERR_SIZE;
+    if (ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
+        return PQC_ERR_SIZE;
+    decaps_internal(P, ss, dk, ct);
+    return 0;
+}
+
+int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (n > 0 && (eks == NULL || dks == NULL))
+        return QV_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = qv_mlkem_keygen(level, eks + i * P->ek_bytes, P->ek_bytes,
+                                 dks + i * P->dk_bytes, P->dk_bytes);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts, uint8_t *sss,
+                          size_t *bad_index)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (n > 0 && (eks == NULL || cts == NULL || sss == NULL))
+        return QV_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = qv_mlkem_encaps(level, eks + i * P->ek_bytes, P->ek_bytes, cts + i * P->ct_bytes,
+                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
+                                 QV_MLKEM_SHARED_SECRET_BYTES);
+        if (rc != 0) {
+            if (bad_index)
+                *bad_index = i;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t *cts,
+                          uint8_t *sss, size_t *bad_index)
+{
+    const mlkem_params *P = params_of(level);
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (n > 0 && (dks == NULL || cts == NULL || sss == NULL))
+        return QV_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = qv_mlkem_decaps(level, dks + i * P->dk_bytes, P->dk_bytes, cts + i * P->ct_bytes,
+                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
+                                 QV_MLKEM_SHARED_SECRET_BYTES);
+        if (rc != 0) {
+            if (bad_index)
+                *bad_index = i;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+const char *qv_mlkem_code_path(void)
+{
+    return "portable";
+}

@@ -1,0 +1,92 @@
+/* ML-KEM (FIPS 203) internals shared by the files under csrc/pqc/mlkem/ and csrc/pqc/mlkem.c.
+ * Coefficients are int16_t modulo q = 3329; "reduced" means the centred Barrett range
+ * [-(q-1)/2, (q-1)/2] unless a comment says otherwise. Nothing here branches on or indexes
+ * memory with secret values. */
+#ifndef QV_PQC_MLKEM_INTERNAL_H
+#define QV_PQC_MLKEM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MLKEM_N 256
+#define MLKEM_Q 3329
+#define MLKEM_KMAX 4
+#define MLKEM_POLY_BYTES 384 /* ByteEncode12 of one polynomial */
+#define MLKEM_SYM_BYTES 32
+
+typedef struct mlkem_poly {
+    int16_t c[MLKEM_N];
+} mlkem_poly;
+
+typedef struct mlkem_params {
+    unsigned k, eta1, eta2, du, dv;
+    size_t ek_bytes, dk_bytes, ct_bytes;
+} mlkem_params;
+
+/* ---- arithmetic and NTT (ntt.c) ---- */
+int16_t mlkem_montgomery_reduce(int32_t a);
+int16_t mlkem_barrett_reduce(int16_t a);
+/* NTT (FIPS 203 Algorithm 9) in place; input |c| < q, output reduced. */
+void mlkem_ntt(mlkem_poly *p);
+/* NTT^-1 (Algorithm 10) in place; input reduced, output times the Montgomery factor R = 2^16
+ * (this cancels the R^-1 that mlkem_poly_basemul_acc leaves), |c| < q. */
+void mlkem_invntt(mlkem_poly *p);
+/* r = sum_i a[i] o b[i] (MultiplyNTTs, Algorithm 11) for i < k, times R^-1, reduced. */
+void mlkem_polyvec_basemul_acc(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
+                               unsigned k);
+/* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), reduced. */
+void mlkem_poly_tomont(mlkem_poly *p);
+void mlkem_poly_reduce(mlkem_poly *p);
+void mlkem_poly_add(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b);
+void mlkem_poly_sub(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b);
+
+/* ---- encodings and sampling (poly.c) ---- */
+/* ByteEncode12 of a reduced polynomial (coefficients mapped to [0, q) first). */
+void mlkem_poly_encode12(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);
+/* ByteDecode12 with the mod-q reduction FIPS 203 prescribes; returns a nonzero mask when
+ * some 12-bit value was >= q (what the encapsulation-key modulus check looks for). */
+uint16_t mlkem_poly_decode12(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES]);
+/* ByteEncode_d(Compress_d(p)) and Decompress_d(ByteDecode_d(in)) for d in {4,5,10,11}. */
+void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d);
+void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d);
+/* Decompress_1(ByteDecode_1(m)) and ByteEncode_1(Compress_1(p)). */
+void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32]);
+void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
+/* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
+void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
+/* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).
+ * Returns the new count. */
+unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
+
+/* ---- hashing (symmetric.c): the FIPS 203 functions H, G, J, PRF and XOF ---- */
+void mlkem_hash_h(uint8_t out[32], const uint8_t *in, size_t len);
+void mlkem_hash_g(uint8_t out[64], const uint8_t *in, size_t len);
+/* J(z || c) = SHAKE256(z || c, 32 bytes), the implicit-rejection key. */
+void mlkem_hash_j(uint8_t out[32], const uint8_t z[32], const uint8_t *c, size_t clen);
+/* PRF_eta(s, b) = SHAKE256(s || b, 64 * eta bytes). */
+void mlkem_prf(uint8_t *out, size_t outlen, const uint8_t s[32], uint8_t b);
+/* The k x k matrix A_hat from rho (Algorithm 13 lines 3-7), A[i * k + j] = SampleNTT(rho||j||i);
+ * transposed: A[i * k + j] = SampleNTT(rho||i||j), i.e. A_hat^T. Coefficients in [0, q). */
+void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int transposed);
+
+/* Declassification for the constant-time check (tests/c/test_mlkem_ct.c): built with
+ * -DQV_CT_CHECK, values that are secret-derived but public by design (rho, which is part of
+ * the public key) are marked defined for valgrind's memcheck, which otherwise flags every
+ * branch or index on them. A no-op in normal builds. */
+#if defined(QV_CT_CHECK) && defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define MLKEM_DECLASSIFY(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#endif
+#endif
+#ifndef MLKEM_DECLASSIFY
+#define MLKEM_DECLASSIFY(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Constant-time helpers. */
+/* 0 when equal, 0xff otherwise, without branching on the contents. */
+uint8_t mlkem_ct_differ(const uint8_t *a, const uint8_t *b, size_t len);
+/* r = mask ? b : r (mask is 0x00 or 0xff), branch-free. */
+void mlkem_ct_cmov(uint8_t *r, const uint8_t *b, size_t len, uint8_t mask);
+
+#endif
