@@ -4,7 +4,8 @@
  * Write protocol per request (why: a sector must read back as its old or new content after a
  * crash, never as wrong data): 1. write the records with the new entry added beside the
  * current one ("pending"), 2. write the sealed data, 3. write the records with the old entry
- * removed. Every record is 64-byte aligned and every sealed sector 4 KiB aligned, so no
+ * removed. A sector without a current entry (never written) skips step 1, so its record stays
+ * empty, and the sector reads as zeros, until step 3. Every record is 64-byte aligned and every sealed sector 4 KiB aligned, so no
  * record or sector straddles a page and a killed writer leaves each one old or new. */
 #include "quantavirt/disk_encrypted.h"
 
@@ -642,37 +643,41 @@ static int store_sectors(struct encdisk *d, uint64_t first, unsigned n)
                 keep = -1;
             else if (!slot_empty(rec, 1 - keep))
                 keep = live_slot(d, sector, rec);
-        } else {
-            /* Never written, or a damaged record: a full overwrite repairs the sector. */
-            memset(rec, 0, ENC_RECORD_SIZE);
         }
+        /* keep < 0: never written, or already unreadable (damaged record, torn data); a full
+         * overwrite then repairs the sector. */
         int slot = keep == 0 ? 1 : 0;
-        uint8_t *s = rec + slot * ENC_SLOT_SIZE;
         if (keep < 0)
-            memset(rec, 0, ENC_RECORD_SIZE);
+            memset(done, 0, ENC_RECORD_SIZE);
+        else
+            memcpy(done, rec, ENC_RECORD_SIZE);
+        uint8_t *s = done + slot * ENC_SLOT_SIZE;
         next_stamp(d, s);
         sector_aad(d->uuid, sector, aad);
         rc = seal_sector(d->enc, aad, s, d->pbuf + (size_t)i * SS, d->cbuf + (size_t)i * SS,
                          s + ENC_STAMP_SIZE);
         if (rc == 0)
-            rc = record_check(d, sector, rec, rec + ENC_RECORD_CHECK);
+            rc = record_check(d, sector, done, done + ENC_RECORD_CHECK);
         if (rc != 0) {
             sector_range_text(sector, where, sizeof(where));
             return disk_fail(d, rc, "sealing %s failed", where);
         }
-        memcpy(done, rec, ENC_RECORD_SIZE);
         if (keep >= 0) {
+            /* pending = old and new entry; done = new entry alone */
             any_kept = 1;
+            memcpy(rec, done, ENC_RECORD_SIZE);
             memset(done + keep * ENC_SLOT_SIZE, 0, ENC_SLOT_SIZE);
             if (record_check(d, sector, done, done + ENC_RECORD_CHECK) != 0)
                 return disk_fail(d, QV_ERR_INTERNAL, "record check failed internally");
         }
+        /* keep < 0: the pending record stays the old one, so until step 3 the sector still
+         * reads as before (zeros when never written). */
     }
-    /* 1. pending records (old and new entry), 2. data, 3. records without the old entry. */
-    rc = pwrite_full(d->fd, d->recs, rlen, roff);
+    /* 1. pending records (old and new entry), 2. data, 3. final records (new entry only). */
+    rc = any_kept ? pwrite_full(d->fd, d->recs, rlen, roff) : 0;
     if (rc == 0)
         rc = pwrite_full(d->fd, d->cbuf, (size_t)n * SS, d->data_off + first * SS);
-    if (rc == 0 && any_kept)
+    if (rc == 0)
         rc = pwrite_full(d->fd, d->recs_done, rlen, roff);
     if (rc != 0)
         return disk_fail(d, io_error_code(-rc), "writing sectors %llu..%llu: %s",
