@@ -10,6 +10,7 @@ import pytest
 from quantavirt import encrypted_storage as es
 from quantavirt.keys import KeyStore
 
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "qvhome"

@@ -114,7 +114,8 @@ def test_fresh_process_reads_identical(make_image, store, tmp_path: Path) -> Non
         "import sys\n"
         "from quantavirt import encrypted_storage as es\n"
         "from quantavirt.keys import KeyStore\n"
-        "d = es.EncryptedDisk.open(sys.argv[1], 'host', readonly=True, store=KeyStore(sys.argv[3]))\n"
+        "store = KeyStore(sys.argv[3])\n"
+        "d = es.EncryptedDisk.open(sys.argv[1], 'host', readonly=True, store=store)\n"
         "open(sys.argv[2], 'wb').write(d.read(0, d.size))\n"
     )
     subprocess.run([sys.executable, "-c", code, str(path), str(out), str(store.home)],
