@@ -484,10 +484,28 @@ static int open_sector(EVP_CIPHER_CTX *ctx, const uint8_t aad[24], const uint8_t
     return ok;
 }
 
-/* The record check: SHA3-256(record key || le64 sector || record[0, 56)), first 8 bytes. It
- * makes any change to either slot visible, also to the slot the read does not use. */
+static int slot_empty(const uint8_t *rec, int slot)
+{
+    return all_zero(rec + slot * ENC_SLOT_SIZE, ENC_SLOT_SIZE);
+}
+
+/* The record check, which makes a change to any byte of the record visible, also in the slot
+ * a read does not use (the AEAD covers only the slot it verifies):
+ *  - one slot in use (the steady state): the first 8 bytes of that slot's tag. Cheap; a
+ *    changed tag, stamp or check fails the AEAD or the compare, and a changed empty slot makes
+ *    the record look pending, whose check below it then fails;
+ *  - both slots in use (a write in flight or interrupted): the first 8 bytes of
+ *    SHA3-256(record key || le64 sector || record[0, 56)).
+ * Security against deliberate changes rests on the AEAD tags (see the format document). */
 static int record_check(struct encdisk *d, uint64_t sector, const uint8_t *rec, uint8_t out[8])
 {
+    int e0 = slot_empty(rec, 0), e1 = slot_empty(rec, 1);
+    if (e0 != e1) {
+        memcpy(out, rec + (e0 ? ENC_SLOT_SIZE : 0) + ENC_STAMP_SIZE, 8);
+        return 0;
+    }
+    if (e0)
+        return QV_STR_ERR_INTEGRITY; /* no entry, but not all-zero either */
     uint8_t idx[8], dig[32];
     unsigned int outl = 0;
     put_le64(idx, sector);
@@ -507,17 +525,14 @@ static int record_state(struct encdisk *d, uint64_t sector, const uint8_t *rec)
     if (all_zero(rec, ENC_RECORD_SIZE))
         return 0;
     uint8_t chk[8];
-    if (record_check(d, sector, rec, chk) != 0)
-        return QV_ERR_INTERNAL;
+    int rc = record_check(d, sector, rec, chk);
+    if (rc != 0)
+        return rc;
     if (CRYPTO_memcmp(chk, rec + ENC_RECORD_CHECK, 8) != 0)
         return QV_STR_ERR_INTEGRITY;
     return 1;
 }
 
-static int slot_empty(const uint8_t *rec, int slot)
-{
-    return all_zero(rec + slot * ENC_SLOT_SIZE, ENC_SLOT_SIZE);
-}
 
 /* The slot holding the newer stamp (stamps compare as big-endian numbers). */
 static int newer_slot(const uint8_t *rec)
@@ -714,15 +729,19 @@ static void iov_copy(const struct iovec *iov, int iovcnt, size_t skip, uint8_t *
 static int encdisk_rw(struct encdisk *d, uint64_t offset, const struct iovec *iov, int iovcnt,
                       uint64_t total, int write)
 {
-    if (offset > d->base.size || total > d->base.size - offset)
-        return disk_fail(d, QV_STR_ERR_RANGE,
-                         "access of %llu bytes at %llu beyond the end of the disk (%llu bytes)",
-                         (unsigned long long)total, (unsigned long long)offset,
-                         (unsigned long long)d->base.size);
-    if (write && d->base.readonly)
-        return disk_fail(d, QV_STR_ERR_READONLY, "write to a read-only disk");
     int rc = 0;
     pthread_mutex_lock(&d->lock);
+    if (offset > d->base.size || total > d->base.size - offset)
+        rc = disk_fail(d, QV_STR_ERR_RANGE,
+                       "access of %llu bytes at %llu beyond the end of the disk (%llu bytes)",
+                       (unsigned long long)total, (unsigned long long)offset,
+                       (unsigned long long)d->base.size);
+    else if (write && d->base.readonly)
+        rc = disk_fail(d, QV_STR_ERR_READONLY, "write to a read-only disk");
+    if (rc != 0) {
+        pthread_mutex_unlock(&d->lock);
+        return rc;
+    }
     uint64_t pos = 0;
     while (pos < total && rc == 0) {
         uint64_t cur = offset + pos;
@@ -785,9 +804,12 @@ static int op_flush(struct qv_disk *disk)
     struct encdisk *d = (struct encdisk *)disk;
     if (d->base.readonly)
         return 0;
+    int rc = 0;
+    pthread_mutex_lock(&d->lock);
     if (fdatasync(d->fd) != 0)
-        return disk_fail(d, io_error_code(errno), "flush: %s", strerror(errno));
-    return 0;
+        rc = disk_fail(d, io_error_code(errno), "flush: %s", strerror(errno));
+    pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 /* Discard is advisory for virtio-blk: the sealed sectors stay (nothing leaks, reads still
@@ -795,9 +817,12 @@ static int op_flush(struct qv_disk *disk)
 static int op_discard(struct qv_disk *disk, uint64_t offset, uint64_t length)
 {
     struct encdisk *d = (struct encdisk *)disk;
+    int rc = d->base.readonly ? QV_STR_ERR_READONLY : 0;
+    pthread_mutex_lock(&d->lock);
     if (offset > d->base.size || length > d->base.size - offset)
-        return disk_fail(d, QV_STR_ERR_RANGE, "discard beyond the end of the disk");
-    return d->base.readonly ? QV_STR_ERR_READONLY : 0;
+        rc = disk_fail(d, QV_STR_ERR_RANGE, "discard beyond the end of the disk");
+    pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static int op_write_zeroes(struct qv_disk *disk, uint64_t offset, uint64_t length)

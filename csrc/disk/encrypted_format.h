@@ -39,6 +39,6 @@
 #define ENC_STAMP_SIZE 12 /* the nonce: epoch (u32 BE) || sequence (u64 BE) */
 #define ENC_TAG_SIZE 16
 #define ENC_SLOT_SIZE (ENC_STAMP_SIZE + ENC_TAG_SIZE) /* 28; slots at 0 and 28 */
-#define ENC_RECORD_CHECK 56 /* 8 bytes: SHA3-256(record key || le64 sector || rec[0,56)) */
+#define ENC_RECORD_CHECK 56 /* 8 bytes; see record_check() in encrypted.c */
 
 #endif

@@ -64,7 +64,12 @@ class PyImage:
         self.data_off = META + (n * RECORD + SECTOR - 1) // SECTOR * SECTOR
 
     def check(self, i: int, rec: bytes) -> bytes:
-        return hashlib.sha3_256(self.record_key + i.to_bytes(8, "little") + rec[:56]).digest()[:8]
+        """One slot in use: its tag's first 8 bytes; both in use: keyed SHA3-256."""
+        used = [s for s in (rec[0:28], rec[28:56]) if any(s)]
+        if len(used) == 1:
+            return used[0][12:20]
+        key = self.record_key + i.to_bytes(8, "little") + rec[:56]
+        return hashlib.sha3_256(key).digest()[:8]
 
     def read_sector(self, i: int) -> bytes:
         rec = bytes(self.raw[META + i * RECORD:META + (i + 1) * RECORD])
@@ -128,6 +133,29 @@ def test_c_reads_what_python_sealed(tmp_path: Path, aead: str) -> None:
         f.write(rec)
     with es.EncryptedDisk.open(path, secret_key=sk, readonly=True) as disk:
         assert disk.read(9 * SECTOR, SECTOR) == plaintext
+    # A pending record (a write in flight): the newer entry is this data, the older one is
+    # some other version; the check is then the keyed SHA3-256 one.
+    newer, rec2 = img.seal_sector(9, plaintext, (8).to_bytes(4, "big") + (1).to_bytes(8, "big"))
+    pending = rec2[:28] + rec[:28]
+    pending += img.check(9, pending)
+    with open(path, "r+b") as f:
+        f.seek(img.data_off + 9 * SECTOR)
+        f.write(newer)
+        f.seek(META + 9 * RECORD)
+        f.write(pending)
+    with es.EncryptedDisk.open(path, secret_key=sk, readonly=True) as disk:
+        assert disk.read(9 * SECTOR, SECTOR) == plaintext
+    with open(path, "r+b") as f:  # the older entry's data under the same pending record
+        f.seek(img.data_off + 9 * SECTOR)
+        f.write(sealed)
+    with es.EncryptedDisk.open(path, secret_key=sk, readonly=True) as disk:
+        assert disk.read(9 * SECTOR, SECTOR) == plaintext
+    with open(path, "r+b") as f:  # a wrong keyed check is refused
+        f.seek(META + 9 * RECORD + 56)
+        f.write(bytes(8))
+    with es.EncryptedDisk.open(path, secret_key=sk, readonly=True) as disk:
+        with pytest.raises(Exception, match="sector 9 .*record"):
+            disk.read(9 * SECTOR, SECTOR)
     # The same sealed sector placed at another index is refused (AAD binds the position).
     with open(path, "r+b") as f:
         f.seek(img.data_off + 10 * SECTOR)
