@@ -37,6 +37,8 @@ __all__ = [
     "convert",
     "detect_format",
     "disk_key_for",
+    "effective_encryption",
+    "open_vm_disk",
 ]
 
 KEMS: dict[str, int] = dict(ALGORITHMS)
@@ -395,3 +397,50 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str, 
             os.unlink(dst)
     return {"src": src, "src_format": src_format, "dst": dst, "format": fmt,
             "bytes": total, "path": str(Path(dst))}
+
+
+def effective_encryption(entry: dict[str, Any],
+                         pqc: dict[str, Any] | None = None) -> dict[str, str] | None:
+    """The {"kem", "aead"} a VM's storage[] entry must be encrypted with, or None.
+
+    An entry is encrypted when its format is "encrypted", when it has an ``encrypted`` object,
+    or when ``pqc.storage_encryption.enabled`` is set (then every disk is, by default). The
+    entry's own ``encrypted`` values win over the pqc defaults, which win over the schema's
+    defaults (ML-KEM-768, AES-256-GCM)."""
+    own = entry.get("encrypted") or {}
+    defaults = (pqc or {}).get("storage_encryption") or {}
+    if entry.get("format") != "encrypted" and "encrypted" not in entry \
+            and not defaults.get("enabled"):
+        return None
+    return {"kem": own.get("kem") or defaults.get("kem") or "ML-KEM-768",
+            "aead": own.get("aead") or defaults.get("aead") or "AES-256-GCM"}
+
+
+def open_vm_disk(entry: dict[str, Any], index: int, pqc: dict[str, Any] | None = None, *,
+                 store: KeyStore | None = None) -> EncryptedDisk | None:
+    """Open storage[index] of a VM configuration if it is (or must be) an encrypted image;
+    None for a plain disk. Errors name the disk: QVError path ``storage[i]``, message with
+    the image path. The host key is the stored key whose fingerprint the image records."""
+    where = f"storage[{index}]"
+    path = entry["path"]
+    wanted = effective_encryption(entry, pqc)
+    fmt = detect_format(path)
+    if wanted is None and (fmt != "encrypted" or entry.get("format") not in (None, "encrypted")):
+        return None
+    if fmt != "encrypted":
+        raise QVError("QV_STR_ERR_FORMAT", f"{path} is a {fmt} image, but this disk must be "
+                      "encrypted (storage[].encrypted / pqc.storage_encryption); convert it "
+                      f"with `quantavirt storage convert {path} NEW --format encrypted`",
+                      path=where)
+    fields = read_header_fields(path)
+    own = entry.get("encrypted") or {}
+    for name in ("kem", "aead"):
+        if own.get(name) and own[name] != fields[name]:
+            raise QVError("PQC_ERR_ALGORITHM", f"{path} uses {fields[name]}, the configuration "
+                          f"asks for {own[name]}", path=f"{where}.encrypted.{name}")
+    try:
+        return EncryptedDisk.open(path, readonly=bool(entry.get("readonly")) or
+                                  entry.get("media") == "cdrom",
+                                  cache=entry.get("cache", "writeback"), store=store)
+    except QVError as err:
+        raise QVError(err.code, f"disk {path}: {err.message}", path=where) from None

@@ -97,3 +97,34 @@ def test_convert_refusals(store, tmp_path: Path) -> None:
         es.convert(enc, out, "raw", src_key_name="other", store=store)
     assert err.value.name == "QV_STR_ERR_KEY"
     assert not out.exists()
+
+
+def test_vm_disk_resolution(make_image, store, tmp_path: Path) -> None:
+    enc = make_image(1 << 16, key="big")
+    raw = tmp_path / "plain.raw"
+    raw.write_bytes(bytes(1 << 16))
+    pqc_on = {"storage_encryption": {"enabled": True, "kem": "ML-KEM-1024"}}
+    assert es.effective_encryption({"path": str(raw)}) is None
+    assert es.effective_encryption({"path": str(raw)}, pqc_on) == {
+        "kem": "ML-KEM-1024", "aead": "AES-256-GCM"}
+    assert es.effective_encryption({"path": "x", "encrypted": {"aead": "ChaCha20-Poly1305"}},
+                                   pqc_on) == {"kem": "ML-KEM-1024",
+                                               "aead": "ChaCha20-Poly1305"}
+    assert es.open_vm_disk({"path": str(raw)}, 0, store=store) is None
+    with pytest.raises(QVError) as err:  # pqc.storage_encryption: a raw disk is refused
+        es.open_vm_disk({"path": str(raw)}, 1, pqc_on, store=store)
+    assert err.value.name == "QV_STR_ERR_FORMAT" and err.value.path == "storage[1]"
+    disk = es.open_vm_disk({"path": str(enc), "readonly": True}, 0, store=store)
+    assert disk is not None and disk.size == 1 << 16
+    disk.close()
+    with pytest.raises(QVError) as err:
+        es.open_vm_disk({"path": str(enc), "format": "encrypted",
+                         "encrypted": {"kem": "ML-KEM-768"}}, 2, store=store)
+    assert err.value.name == "PQC_ERR_ALGORITHM" and err.value.path == "storage[2].encrypted.kem"
+    # The host key is gone: a key error at start, naming the disk.
+    for suffix in ("json", "key", "pub"):
+        (store.dir / f"big.{suffix}").unlink()
+    with pytest.raises(QVError) as err:
+        es.open_vm_disk({"path": str(enc), "format": "encrypted"}, 3, store=store)
+    assert err.value.name == "QV_STR_ERR_KEY" and err.value.path == "storage[3]"
+    assert str(enc) in err.value.message
