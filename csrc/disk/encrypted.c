@@ -546,8 +546,8 @@ static void sector_range_text(uint64_t sector, char *buf, size_t len)
              (unsigned long long)(sector * SS), (unsigned long long)(sector * SS + SS - 1));
 }
 
-/* Read and authenticate sectors [first, first+n) into pbuf + dst * SS. */
-static int load_sectors(struct encdisk *d, uint64_t first, unsigned n, unsigned dst)
+/* Read and authenticate sectors [first, first+n) into out (n * SS bytes). */
+static int load_sectors(struct encdisk *d, uint64_t first, unsigned n, uint8_t *out_base)
 {
     char where[96];
     int rc = pread_full(d->fd, d->recs, (size_t)n * ENC_RECORD_SIZE,
@@ -561,7 +561,7 @@ static int load_sectors(struct encdisk *d, uint64_t first, unsigned n, unsigned 
     for (unsigned i = 0; i < n; i++) {
         uint64_t sector = first + i;
         const uint8_t *rec = d->recs + (size_t)i * ENC_RECORD_SIZE;
-        uint8_t *out = d->pbuf + (size_t)(dst + i) * SS;
+        uint8_t *out = out_base + (size_t)i * SS;
         uint8_t aad[24];
         int st = record_state(d, sector, rec);
         if (st < 0) {
@@ -724,6 +724,19 @@ static void iov_copy(const struct iovec *iov, int iovcnt, size_t skip, uint8_t *
     }
 }
 
+/* The address of bytes [skip, skip+len) of an iovec array if one element holds them all. */
+static uint8_t *iov_span(const struct iovec *iov, int iovcnt, size_t skip, size_t len)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        return iov[i].iov_len - skip >= len ? (uint8_t *)iov[i].iov_base + skip : NULL;
+    }
+    return NULL;
+}
+
 /* Reads and writes of any byte range: whole chunks of sectors, read-modify-write at the
  * edges. iov == NULL writes zeroes. */
 static int encdisk_rw(struct encdisk *d, uint64_t offset, const struct iovec *iov, int iovcnt,
@@ -754,15 +767,19 @@ static int encdisk_rw(struct encdisk *d, uint64_t offset, const struct iovec *io
         if (len > want)
             len = (size_t)want;
         if (!write) {
-            rc = load_sectors(d, first, n, 0);
-            if (rc == 0)
+            /* Whole sectors into one contiguous buffer: decrypt in place there. */
+            uint8_t *direct = in_off == 0 && len == (size_t)n * SS
+                                  ? iov_span(iov, iovcnt, (size_t)pos, len)
+                                  : NULL;
+            rc = load_sectors(d, first, n, direct != NULL ? direct : d->pbuf);
+            if (rc == 0 && direct == NULL)
                 iov_copy(iov, iovcnt, (size_t)pos, d->pbuf + in_off, len, 1);
         } else {
             size_t end = in_off + len; /* end within the chunk */
             if (in_off != 0 || (n == 1 && end != SS))
-                rc = load_sectors(d, first, 1, 0);
+                rc = load_sectors(d, first, 1, d->pbuf);
             if (rc == 0 && end % SS != 0 && n > 1)
-                rc = load_sectors(d, first + n - 1, 1, n - 1);
+                rc = load_sectors(d, first + n - 1, 1, d->pbuf + (size_t)(n - 1) * SS);
             if (rc == 0) {
                 if (iov != NULL)
                     iov_copy(iov, iovcnt, (size_t)pos, d->pbuf + in_off, len, 0);
