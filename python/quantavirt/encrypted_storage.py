@@ -244,7 +244,15 @@ def create(path: str | os.PathLike[str], size: int | str, kem: str | None = None
     path = os.fspath(path)
     nbytes = _size_of(size)
     store = store or KeyStore()
-    key_kem, pk = store.public_key(key_name)
+    try:
+        key_kem, pk = store.public_key(key_name)
+    except QVError as err:
+        if err.name != "QV_ERR_NOENT":
+            raise
+        hint = f" --kem {kem}" if kem else ""
+        raise QVError("QV_ERR_NOENT", f"no host key {key_name!r} in {store.dir}: create one "
+                      f"with `quantavirt keys create --name {key_name}{hint}`",
+                      path="key") from None
     if kem is not None and kem != key_kem:
         if kem not in KEMS:
             raise QVError("PQC_ERR_ALGORITHM", f"unknown KEM {kem!r} (one of "
