@@ -128,7 +128,7 @@ static const char *aead_name(int aead)
 
 static int io_error_code(int err)
 {
-    return err == ENOSPC || err == EDQUOT ? QV_STR_ERR_NOSPC : QV_STR_ERR_IO;
+    return err == ENOSPC || err == EDQUOT || err == EFBIG ? QV_STR_ERR_NOSPC : QV_STR_ERR_IO;
 }
 
 /* Full pread/pwrite: 0, or -errno (short read past the end of file: -EIO). */
@@ -1135,15 +1135,19 @@ int qv_disk_create_encrypted(const char *path, uint64_t size, int kem_level, int
     struct encdisk *d = NULL;
     rc = hkdf_sha3(data_key, 32, hi.uuid, 16, "quantavirt encdisk v1 header mac", mac_key, 32);
     if (rc == 0) {
-        rc = pwrite_full(fd, h, sizeof(h), 0);
-        if (rc == 0 && ftruncate(fd, (off_t)(data_offset(nsectors) + nsectors * SS)) != 0)
-            rc = -errno;
-        rc = rc < 0 ? io_error_code(-rc) : 0;
+        int e = pwrite_full(fd, h, sizeof(h), 0);
+        if (e == 0 && ftruncate(fd, (off_t)(data_offset(nsectors) + nsectors * SS)) != 0)
+            e = -errno;
+        if (e != 0) {
+            set_err(errbuf, errlen, "writing %s (%llu bytes): %s", path,
+                    (unsigned long long)(data_offset(nsectors) + nsectors * SS), strerror(-e));
+            rc = io_error_code(-e);
+        } else {
+            rc = write_epoch(fd, mac_key, hi.uuid, 0);
+            if (rc != 0)
+                set_err(errbuf, errlen, "writing %s: %s", path, qv_strerror(rc));
+        }
     }
-    if (rc == 0)
-        rc = write_epoch(fd, mac_key, hi.uuid, 0);
-    if (rc != 0)
-        set_err(errbuf, errlen, "writing %s: %s", path, qv_strerror(rc));
     if (rc == 0 && (flags & QV_ENCDISK_CREATE_PREALLOCATE)) {
         /* Seal every sector once, so an erased record is detectable later. */
         rc = encdisk_setup(fd, path, &hi, 0, 0, data_key, mac_key, &d, errbuf, errlen);
