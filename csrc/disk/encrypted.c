@@ -631,8 +631,9 @@ static int live_slot(struct encdisk *d, uint64_t sector, const uint8_t *rec)
     return -1;
 }
 
-/* Seal pbuf[0, n) as sectors [first, first+n) and write them with the record protocol. */
-static int store_sectors(struct encdisk *d, uint64_t first, unsigned n)
+/* Seal src (n * SS bytes) as sectors [first, first+n) and write them with the record
+ * protocol. */
+static int store_sectors(struct encdisk *d, uint64_t first, unsigned n, const uint8_t *src)
 {
     char where[96];
     size_t rlen = (size_t)n * ENC_RECORD_SIZE;
@@ -669,7 +670,7 @@ static int store_sectors(struct encdisk *d, uint64_t first, unsigned n)
         uint8_t *s = done + slot * ENC_SLOT_SIZE;
         next_stamp(d, s);
         sector_aad(d->uuid, sector, aad);
-        rc = seal_sector(d->enc, aad, s, d->pbuf + (size_t)i * SS, d->cbuf + (size_t)i * SS,
+        rc = seal_sector(d->enc, aad, s, src + (size_t)i * SS, d->cbuf + (size_t)i * SS,
                          s + ENC_STAMP_SIZE);
         if (rc == 0)
             rc = record_check(d, sector, done, done + ENC_RECORD_CHECK);
@@ -767,25 +768,29 @@ static int encdisk_rw(struct encdisk *d, uint64_t offset, const struct iovec *io
         if (len > want)
             len = (size_t)want;
         if (!write) {
-            /* Whole sectors into one contiguous buffer: decrypt in place there. */
-            uint8_t *direct = in_off == 0 && len == (size_t)n * SS
-                                  ? iov_span(iov, iovcnt, (size_t)pos, len)
-                                  : NULL;
-            rc = load_sectors(d, first, n, direct != NULL ? direct : d->pbuf);
-            if (rc == 0 && direct == NULL)
+            /* Decrypt into our own buffer, never into the caller's: that may be guest
+             * memory, and the guest must not see plaintext before its tag verified. */
+            rc = load_sectors(d, first, n, d->pbuf);
+            if (rc == 0)
                 iov_copy(iov, iovcnt, (size_t)pos, d->pbuf + in_off, len, 1);
         } else {
             size_t end = in_off + len; /* end within the chunk */
-            if (in_off != 0 || (n == 1 && end != SS))
+            /* Whole sectors from one contiguous buffer: seal straight from there (a guest
+             * changing its buffer meanwhile only garbles its own data: the tag is computed
+             * over the ciphertext in our buffer, so what is stored stays consistent). */
+            const uint8_t *direct = iov != NULL && in_off == 0 && len == (size_t)n * SS
+                                        ? iov_span(iov, iovcnt, (size_t)pos, len)
+                                        : NULL;
+            if (direct == NULL && (in_off != 0 || (n == 1 && end != SS)))
                 rc = load_sectors(d, first, 1, d->pbuf);
-            if (rc == 0 && end % SS != 0 && n > 1)
+            if (direct == NULL && rc == 0 && end % SS != 0 && n > 1)
                 rc = load_sectors(d, first + n - 1, 1, d->pbuf + (size_t)(n - 1) * SS);
             if (rc == 0) {
-                if (iov != NULL)
+                if (direct == NULL && iov != NULL)
                     iov_copy(iov, iovcnt, (size_t)pos, d->pbuf + in_off, len, 0);
-                else
+                else if (direct == NULL)
                     memset(d->pbuf + in_off, 0, len);
-                rc = store_sectors(d, first, n);
+                rc = store_sectors(d, first, n, direct != NULL ? direct : d->pbuf);
             }
         }
         pos += len;
