@@ -87,6 +87,24 @@ def _aead_name(code: int) -> str:
     return f"unknown({code})"
 
 
+def cpu_has_aes(cpuinfo: str | None = None) -> bool:
+    """Does this CPU have AES-NI (the "aes" flag of /proc/cpuinfo)?"""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return "aes" in line.split(":", 1)[1].split()
+    return False
+
+
+def default_aead(cpuinfo: str | None = None) -> str:
+    """AES-256-GCM where the CPU has AES-NI, ChaCha20-Poly1305 where it does not."""
+    return "AES-256-GCM" if cpu_has_aes(cpuinfo) else "ChaCha20-Poly1305"
+
+
 def _parse_aead(aead: str) -> int:
     for name, value in AEADS.items():
         if name.lower() == aead.lower():
@@ -191,6 +209,11 @@ class EncryptedDisk:
         return self._h
 
     @property
+    def handle(self) -> Any:
+        """The ``struct qv_disk *`` for C consumers (virtio-blk); valid until close()."""
+        return self._handle()
+
+    @property
     def size(self) -> int:
         return int(lib.qv_encdisk_size(self._handle()))
 
@@ -236,10 +259,11 @@ class EncryptedDisk:
 
 
 def create(path: str | os.PathLike[str], size: int | str, kem: str | None = None,
-           aead: str = "AES-256-GCM", key_name: str = "default", *,
+           aead: str | None = None, key_name: str = "default", *,
            preallocate: bool = False, store: KeyStore | None = None) -> dict[str, Any]:
     """Create an encrypted image wrapped to host key ``key_name``. ``kem`` (optional) must be
-    the key's parameter set. ``preallocate`` seals every sector now (slower to create; an
+    the key's parameter set; ``aead`` defaults to :func:`default_aead` (AES-256-GCM with
+    AES-NI, else ChaCha20-Poly1305). ``preallocate`` seals every sector now (slower to create; an
     erased sector record is then detected, see the format document)."""
     path = os.fspath(path)
     nbytes = _size_of(size)
@@ -262,7 +286,8 @@ def create(path: str | os.PathLike[str], size: int | str, kem: str | None = None
                       path="kem")
     err = _errbuf()
     flags = lib.QV_ENCDISK_CREATE_PREALLOCATE if preallocate else 0
-    rc = lib.qv_disk_create_encrypted(path.encode(), nbytes, KEMS[key_kem], _parse_aead(aead),
+    rc = lib.qv_disk_create_encrypted(path.encode(), nbytes, KEMS[key_kem],
+                                      _parse_aead(aead or default_aead()),
                                       pk, len(pk), flags, err, _ERRLEN)
     _raise(rc, err, path)
     return info(path, store=store)
@@ -350,7 +375,7 @@ class _RawFile:
 
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str, *,
             src_format: str | None = None, key_name: str | None = None,
-            src_key_name: str | None = None, aead: str = "AES-256-GCM",
+            src_key_name: str | None = None, aead: str | None = None,
             progress: ProgressCallback | None = None,
             store: KeyStore | None = None) -> dict[str, Any]:
     """Copy the virtual disk ``src`` into a new image ``dst`` of format ``fmt`` (raw or

@@ -157,3 +157,26 @@ def test_create_rejects_bad_input(store, tmp_path: Path) -> None:
     with pytest.raises(QVError) as err:
         es.create(tmp_path / "x.img", 4096, key_name="host", store=store)
     assert err.value.name == "QV_ERR_EXIST"
+
+
+@pytest.mark.parametrize("cache", ["writeback", "none", "writethrough", "directsync"])
+def test_cache_modes(make_image, cache: str) -> None:
+    path = make_image(1 << 16)
+    data = random.Random(cache).randbytes(3 * SECTOR + 700)
+    with es.EncryptedDisk.open(path, cache=cache) as disk:
+        disk.write(1000, data)
+        disk.flush()
+    with es.EncryptedDisk.open(path, readonly=True) as disk:
+        assert disk.read(1000, len(data)) == data
+    with pytest.raises(QVError) as err:
+        es.EncryptedDisk.open(path, cache="unsafe")
+    assert err.value.name == "QV_ERR_INVAL"
+
+
+def test_default_aead_follows_aes_ni(store, tmp_path: Path) -> None:
+    with_aes = "processor : 0\nflags\t\t: fpu sse2 aes avx2\n"
+    without = "processor : 0\nflags\t\t: fpu sse2 avx2\n"
+    assert es.default_aead(with_aes) == "AES-256-GCM"
+    assert es.default_aead(without) == "ChaCha20-Poly1305"
+    info = es.create(tmp_path / "d.qvenc", 1 << 16, key_name="host", store=store)
+    assert info["aead"] == es.default_aead()

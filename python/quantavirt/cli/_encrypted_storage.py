@@ -51,8 +51,8 @@ def add_create_options(create_parser: argparse.ArgumentParser) -> None:
     g = create_parser.add_argument_group("encrypted format")
     g.add_argument("--kem", choices=list(es.KEMS), default=None,
                    help="ML-KEM parameter set (must be the host key's; default: the key's)")
-    g.add_argument("--aead", choices=list(es.AEADS), default="AES-256-GCM",
-                   help="sector AEAD (default AES-256-GCM)")
+    g.add_argument("--aead", choices=list(es.AEADS), default=None,
+                   help="sector AEAD (default: AES-256-GCM with AES-NI, else ChaCha20-Poly1305)")
     g.add_argument("--key", default="default", help="host key to wrap the data key to")
     g.add_argument("--preallocate", action="store_true",
                    help="seal every sector now (detects erased sector records later)")
@@ -165,8 +165,8 @@ def add_storage_subcommands(storage_subparsers: argparse._SubParsersAction,
     c.add_argument("--key", help="host key for an encrypted DST (default: default)")
     c.add_argument("--src-key", help="host key of an encrypted SRC (default: the stored key "
                    "matching it)")
-    c.add_argument("--aead", choices=list(es.AEADS), default="AES-256-GCM",
-                   help="sector AEAD of an encrypted DST")
+    c.add_argument("--aead", choices=list(es.AEADS), default=None,
+                   help="sector AEAD of an encrypted DST (default as for create)")
     c.add_argument("--progress", "-p", action="store_true", help="show a progress bar")
     c.set_defaults(handler=_convert)
 
