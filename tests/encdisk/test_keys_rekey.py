@@ -152,3 +152,14 @@ def test_no_stamp_ever_repeats(make_image, store: KeyStore) -> None:
         epoch = int.from_bytes(path.read_bytes()[4096 + 8:4096 + 12], "little")
         assert epoch == session + 1
     assert len(seen) == count
+
+
+def test_rekey_refused_while_open(make_image, store: KeyStore) -> None:
+    path = make_image(4 * SECTOR)
+    with es.EncryptedDisk.open(path, "host", store=store):
+        with pytest.raises(QVError) as err:
+            es.rekey(path, "host", "other", store=store)
+        assert err.value.name == "QV_ERR_BUSY"
+    es.rekey(path, "host", "other", store=store)
+    with es.EncryptedDisk.open(path, "other", store=store, readonly=True) as disk:
+        assert disk.read(0, SECTOR) == bytes(SECTOR)
