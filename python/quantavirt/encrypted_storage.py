@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quantavirt import storage
 from quantavirt._ffi import c_string, ffi, lib
 from quantavirt.config.sizes import format_size, parse_size
 from quantavirt.errors import QVError
@@ -378,24 +379,26 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str, 
             src_key_name: str | None = None, aead: str | None = None,
             progress: ProgressCallback | None = None,
             store: KeyStore | None = None) -> dict[str, Any]:
-    """Copy the virtual disk ``src`` into a new image ``dst`` of format ``fmt`` (raw or
-    encrypted), like ``qemu-img convert -p``. All-zero chunks are skipped (the new image reads
-    them as zeros). ``key_name`` wraps an encrypted destination (default: "default");
+    """Copy the virtual disk ``src`` into a new image ``dst`` of format ``fmt`` (raw, qcow2
+    or encrypted), like ``qemu-img convert -p``. All-zero chunks are skipped (the new image
+    reads them as zeros). ``key_name`` wraps an encrypted destination (default: "default");
     an encrypted source opens with ``src_key_name`` or the stored key that matches it.
     ``progress(done_bytes, total_bytes)`` is called after every chunk."""
     src, dst = os.fspath(src), os.fspath(dst)
     store = store or KeyStore()
     src_format = src_format or detect_format(src)
     for role, f in (("format", fmt), ("src_format", src_format)):
-        if f == "qcow2":
-            raise QVError("QV_STR_ERR_NOTSUP", "qcow2 conversion needs the qcow2 backend, which "
-                          "this build does not have yet (raw and encrypted work)", path=role)
-        if f not in ("raw", "encrypted"):
+        if f not in ("raw", "qcow2", "encrypted"):
             raise QVError("QV_ERR_INVAL", f"format {f!r} (raw, qcow2 or encrypted)", path=role)
     if os.path.lexists(dst):
         raise QVError("QV_ERR_EXIST", f"{dst} already exists", path="dst")
-    reader: Any = (EncryptedDisk.open(src, src_key_name, readonly=True, store=store)
-                   if src_format == "encrypted" else _RawFile(src))
+    reader: Any
+    if src_format == "encrypted":
+        reader = EncryptedDisk.open(src, src_key_name, readonly=True, store=store)
+    elif src_format == "qcow2":
+        reader = storage.open_disk(src, "qcow2", readonly=True)
+    else:
+        reader = _RawFile(src)
     total = reader.size
     writer: Any = None
     ok = False
@@ -406,6 +409,9 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str, 
             dst_size = (total + 511) // 512 * 512
             create(dst, dst_size, None, aead, key_name or "default", store=store)
             writer = EncryptedDisk.open(dst, key_name or "default", store=store)
+        elif fmt == "qcow2":
+            storage.create(dst, "qcow2", total)
+            writer = storage.open_disk(dst, "qcow2")
         else:
             writer = _RawFile(dst, total)
         done = 0

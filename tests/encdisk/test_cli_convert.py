@@ -1,10 +1,11 @@
-"""`storage-enc` (stand-in for `storage`) create / info / rekey / convert through main()."""
+"""`storage` create / info / rekey / convert through main()."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,28 +16,28 @@ from quantavirt.errors import QVError
 
 
 def test_create_info_rekey_cli(store, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["storage-enc", "create", "--name", "vm1", "--size", "8M", "--key", "big",
-                 "--kem", "ML-KEM-1024", "--aead", "ChaCha20-Poly1305"]) == 0
+    assert main(["storage", "create", "--format", "encrypted", "--name", "vm1", "--size", "8M",
+                 "--key", "big", "--kem", "ML-KEM-1024", "--aead", "ChaCha20-Poly1305"]) == 0
     image = home / "images" / "vm1.qvenc"
     assert image.exists() and es.detect_format(image) == "encrypted"
     capsys.readouterr()
-    assert main(["storage-enc", "info", "vm1", "--json", "--verify"]) == 0
+    assert main(["storage", "info", "vm1", "--json", "--verify"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kem"] == "ML-KEM-1024" and info["aead"] == "ChaCha20-Poly1305"
     assert info["virtual_size"] == 8 << 20 and info["host_key"] == "big"
     assert info["verified"] is True
     _, sk = store.load_secret_key("big")
     assert bytes(sk).hex()[:32] not in json.dumps(info)
-    assert main(["storage-enc", "rekey", "vm1", "--old-key", "big", "--new-key", "host"]) == 0
-    assert main(["storage-enc", "info", str(image)]) == 0
+    assert main(["storage", "rekey", "vm1", "--old-key", "big", "--new-key", "host"]) == 0
+    assert main(["storage", "info", str(image)]) == 0
     text = capsys.readouterr().out
     assert "ML-KEM-768" in text and "ChaCha20-Poly1305" in text and "host" in text
     # Wrong old key: a QV error, exit 1, naming the image.
-    assert main(["storage-enc", "rekey", "vm1", "--old-key", "big", "--new-key", "host"]) == 1
+    assert main(["storage", "rekey", "vm1", "--old-key", "big", "--new-key", "host"]) == 1
     err = capsys.readouterr().err
     assert "QV_STR_ERR_KEY" in err and str(image) in err
     # Mismatched --kem for the key.
-    assert main(["storage-enc", "create", "--name", "vm2", "--size", "8M",
+    assert main(["storage", "create", "--format", "encrypted", "--name", "vm2", "--size", "8M",
                  "--kem", "ML-KEM-1024", "--key", "host"]) == 1
     assert "PQC_ERR_ALGORITHM" in capsys.readouterr().err
 
@@ -54,13 +55,13 @@ def test_convert_raw_encrypted_raw(store, tmp_path: Path,
     data[777_777:777_777 + len(pattern)] = pattern
     src.write_bytes(data)
     enc = tmp_path / "disk.qvenc"
-    assert main(["storage-enc", "convert", str(src), str(enc), "--format", "encrypted",
+    assert main(["storage", "convert", str(src), str(enc), "--format", "encrypted",
                  "--key", "host", "-p"]) == 0
     err = capsys.readouterr().err
     assert "(100.00/100%)" in err
     assert enc.read_bytes().find(pattern[:19]) == -1
     back = tmp_path / "back.raw"
-    assert main(["storage-enc", "convert", str(enc), str(back), "-O", "raw"]) == 0
+    assert main(["storage", "convert", str(enc), str(back), "-O", "raw"]) == 0
     assert back.read_bytes() == bytes(data)
     # encrypted -> encrypted with another key and AEAD
     enc2 = tmp_path / "disk2.qvenc"
@@ -80,8 +81,7 @@ def test_convert_refusals(store, tmp_path: Path) -> None:
     qcow = tmp_path / "q.qcow2"
     qcow.write_bytes(b"QFI\xfb" + bytes(100))
     for args, name in (
-        ((src, tmp_path / "o.qcow2", "qcow2"), "QV_STR_ERR_NOTSUP"),
-        ((qcow, tmp_path / "o.raw", "raw"), "QV_STR_ERR_NOTSUP"),
+        ((qcow, tmp_path / "o.raw", "raw"), "QV_STR_ERR_NOTSUP"),  # qcow2 version 0
         ((src, src, "raw"), "QV_ERR_EXIST"),
         ((src, tmp_path / "o.vmdk", "vmdk"), "QV_ERR_INVAL"),
         ((tmp_path / "missing", tmp_path / "o.raw", "raw"), "QV_ERR_NOENT"),
@@ -97,6 +97,29 @@ def test_convert_refusals(store, tmp_path: Path) -> None:
         es.convert(enc, out, "raw", src_key_name="other", store=store)
     assert err.value.name == "QV_STR_ERR_KEY"
     assert not out.exists()
+
+
+def test_convert_through_qcow2_checked_by_qemu_img(store, tmp_path: Path) -> None:
+    """raw -> qcow2 -> encrypted -> qcow2 -> raw keeps every byte; qemu-img checks our qcow2
+    images and reads the same data from them."""
+    rng = random.Random(7)
+    size = 3 * (1 << 20) + 512
+    data = bytearray(size)
+    for off in range(0, size, 131072):
+        data[off:off + 9000] = rng.randbytes(9000)
+    src = tmp_path / "src.raw"
+    src.write_bytes(data)
+    q1, enc, q2, back = (tmp_path / n for n in ("a.qcow2", "b.qvenc", "c.qcow2", "d.raw"))
+    es.convert(src, q1, "qcow2", store=store)
+    es.convert(q1, enc, "encrypted", key_name="host", store=store)
+    es.convert(enc, q2, "qcow2", store=store)
+    es.convert(q2, back, "raw", store=store)
+    assert back.read_bytes() == bytes(data)
+    for image in (q1, q2):
+        subprocess.run(["qemu-img", "check", "-f", "qcow2", str(image)], check=True,
+                       capture_output=True)
+        subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(image),
+                        str(src)], check=True, capture_output=True)
 
 
 def test_vm_disk_resolution(make_image, store, tmp_path: Path) -> None:

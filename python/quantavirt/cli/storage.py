@@ -1,4 +1,4 @@
-"""`quantavirt storage create|info`: disk images."""
+"""`quantavirt storage create|info|rekey|convert`: disk images (raw, qcow2, encrypted)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from quantavirt import storage
+from quantavirt import encrypted_storage, storage
+from quantavirt.cli import _encrypted_storage as enc
 from quantavirt.config.sizes import format_size, parse_size
 from quantavirt.errors import QVError
 
@@ -25,6 +26,19 @@ def _image_path(name: str, directory: str | None) -> Path:
 
 
 def _create(args: argparse.Namespace) -> int:
+    if args.format == "encrypted":
+        if args.backing is not None:
+            raise QVError("QV_ERR_INVAL", "an encrypted image has no backing file",
+                          path="--backing")
+        if args.size is None:
+            raise QVError("QV_ERR_INVAL", "--size is required", path="--size")
+        if Path(args.name).is_absolute() or args.dir:
+            args.path = str(_image_path(args.name, args.dir))
+        return enc.create_encrypted(args)
+    for option in ("kem", "aead"):
+        if getattr(args, option) is not None:
+            raise QVError("QV_ERR_INVAL", f"--{option} applies to --format encrypted only",
+                          path=f"--{option}")
     size = None
     if args.size is not None:
         try:
@@ -47,6 +61,10 @@ def _info(args: argparse.Namespace) -> int:
         candidate = _image_path(args.image, None)
         if candidate.exists():
             path = candidate
+        elif Path(enc.image_path(args.image)).exists():  # encrypted images get .qvenc
+            path = Path(enc.image_path(args.image))
+    if path.exists() and encrypted_storage.detect_format(path) == "encrypted":
+        return enc.info_encrypted(str(path), args.json, args.verify)
     data = storage.info(path)
     if args.json:
         print(json.dumps(data, indent=2))
@@ -75,12 +93,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
     c = sub.add_parser("create", help="create a raw or qcow2 image")
     c.add_argument("--name", required=True, help="image name (in --dir) or absolute path")
-    c.add_argument("--format", choices=storage.FORMATS, default="qcow2")
+    c.add_argument("--format", choices=[*storage.FORMATS, "encrypted"], default="qcow2")
     c.add_argument("--size", help="virtual size, e.g. 20G (default: the backing file's)")
     c.add_argument("--backing", help="backing file (qcow2 only)")
     c.add_argument("--dir", help="directory (default $QUANTAVIRT_HOME/images)")
+    enc.add_create_options(c)
     c.set_defaults(handler=_create)
     i = sub.add_parser("info", help="show an image's format, sizes and backing file")
     i.add_argument("image", metavar="NAME|PATH")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--verify", action="store_true",
+                   help="encrypted images: authenticate the header with the matching host key")
     i.set_defaults(handler=_info)
+    enc.add_storage_subcommands(sub)
