@@ -23,7 +23,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cc is None:
         pytest.skip("no C compiler")
     out = tmp_path_factory.mktemp("asan") / "disk_fuzz"
-    sources = sorted(str(p) for p in (ROOT / "csrc" / "disk").glob("*.c"))
+    # The raw and qcow2 backends alone (the encrypted layer has its own sanitizer test).
+    sources = sorted(str(p) for p in (ROOT / "csrc" / "disk").glob("*.c")
+                     if not p.name.startswith("encrypted"))
     cmd = [cc, "-std=c11", "-D_GNU_SOURCE", "-g", "-O1", "-Wall", "-Wextra", "-Werror",
            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
            "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}",

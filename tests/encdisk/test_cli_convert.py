@@ -106,7 +106,8 @@ def test_convert_through_qcow2_checked_by_qemu_img(store, tmp_path: Path) -> Non
     size = 3 * (1 << 20) + 512
     data = bytearray(size)
     for off in range(0, size, 131072):
-        data[off:off + 9000] = rng.randbytes(9000)
+        n = min(9000, size - off)
+        data[off:off + n] = rng.randbytes(n)
     src = tmp_path / "src.raw"
     src.write_bytes(data)
     q1, enc, q2, back = (tmp_path / n for n in ("a.qcow2", "b.qvenc", "c.qcow2", "d.raw"))
