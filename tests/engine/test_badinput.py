@@ -125,3 +125,17 @@ def test_guest_ram_bounds_are_checked():
             m.read_phys(0xC0000000, 4)
         m.write_phys(0x1000, b"abcd")
         assert m.read_phys(0x1000, 4) == b"abcd"
+
+
+def test_prealloc_and_numa_node_0_run_a_guest(guest):
+    from pathlib import Path as _P
+
+    g = guest("long_hello")
+    numa = 0 if _P("/sys/devices/system/node/node0").exists() else None
+    with Machine(memory=64 << 20, prealloc=True, numa_node=numa) as m:
+        from quantavirt.engine import load_flat
+
+        load_flat(m, g.binary, g.mode, g.load)
+        m.start()
+        ex = m.wait(30)
+        assert ex is not None and ex.status == 7
