@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quantavirt.engine import KVM_DEVICE_ENV, Machine, run_flat
+from quantavirt.engine import KVM_DEVICE_ENV, Machine, load_flat, run_flat
 from quantavirt.errors import QVError
 from quantavirt.host import probe
 
@@ -128,13 +128,9 @@ def test_guest_ram_bounds_are_checked():
 
 
 def test_prealloc_and_numa_node_0_run_a_guest(guest):
-    from pathlib import Path as _P
-
     g = guest("long_hello")
-    numa = 0 if _P("/sys/devices/system/node/node0").exists() else None
+    numa = 0 if Path("/sys/devices/system/node/node0").exists() else None
     with Machine(memory=64 << 20, prealloc=True, numa_node=numa) as m:
-        from quantavirt.engine import load_flat
-
         load_flat(m, g.binary, g.mode, g.load)
         m.start()
         ex = m.wait(30)
