@@ -47,3 +47,11 @@ def test_smp_bring_up_with_init_sipi_sipi(guest, cpus):
     assert r.stats.completed_insns == r.stats.exits_by_reason.get("internal_error", 0)
     # KVM_RUN may return EAGAIN once per AP after its SIPI; the loop retries it.
     assert r.stats.run_eagain <= aps
+
+
+def test_serial_interrupts_through_the_in_kernel_pic(guest):
+    g = guest("serial_irq")
+    r = run_flat(g.binary, g.load, g.mode, console_input=b"xy")
+    assert r.exit.reason == "debug-exit" and r.exit.status == 0, r.exit
+    # THRE interrupt (IIR 2), then two receive interrupts (IIR 4) with the typed bytes.
+    assert r.stats.results == [0xA2, 0xA4, 0xB00 | ord("x"), 0xA4, 0xB00 | ord("y")]
