@@ -12,9 +12,6 @@
 #include "kvm/vm_internal.h"
 #include "quantavirt/errors.h"
 
-/* Three pages below the BIOS area that Intel VMX needs for real mode (unused by SVM). */
-#define QV_IDENTITY_MAP_ADDR 0xfffbc000ULL
-#define QV_TSS_ADDR 0xfffbd000ULL
 
 static const char *const insn_names[QV_INSN_KIND_COUNT] = {
     "int3", "clac", "stac", "popcnt", "fwait", "ldmxcsr", "stmxcsr", "fxsave", "fxrstor",

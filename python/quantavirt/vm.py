@@ -187,7 +187,12 @@ class VM:
         """True once every vCPU stopped (or the VM was closed); polled by the console."""
         if self._ended.is_set():
             return True
-        return self.state != "CREATED" and self.machine.wait(0) is not None
+        if self.state == "CREATED":
+            return False
+        try:
+            return self.machine.wait(0) is not None
+        except QVError:
+            return True  # destroyed underneath: nothing more will be written
 
     def _close_fds(self) -> None:
         for fd in (self._rfd, self._wfd):
