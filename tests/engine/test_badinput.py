@@ -135,3 +135,18 @@ def test_prealloc_and_numa_node_0_run_a_guest(guest):
         m.start()
         ex = m.wait(30)
         assert ex is not None and ex.status == 7
+
+
+@pytest.mark.parametrize("size,kib", [("2M", 2048), ("1G", 1048576)])
+def test_hugepage_backed_guest_runs_when_the_pool_allows(guest, size: str, kib: int):
+    pool = probe().hugepages.get(size)
+    need = 1 if size == "1G" else 16
+    if pool is None or pool.free < need:
+        pytest.skip(f"the {size} hugepage pool has fewer than {need} free pages")
+    g = guest("long_hello")
+    r_mem = need * kib * 1024
+    with Machine(memory=r_mem, hugepages=size) as m:
+        load_flat(m, g.binary, g.mode, g.load)
+        m.start()
+        ex = m.wait(30)
+        assert ex is not None and ex.status == 7
