@@ -199,3 +199,41 @@ def test_launch_on_a_terminal_escape_q_stops(config_file: Path, flat):
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         os.close(fd)
+
+
+def test_launch_on_a_terminal_detach_then_ctrl_c(config_file: Path, flat):
+    spin = str(flat("spin"))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "quantavirt", "launch",
+                                  str(config_file), "--flat", spin])
+    out = b""
+    deadline = time.monotonic() + 30
+    status = None
+    try:
+        while b"spinning" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 4096)
+        os.write(fd, b"\x1dd")
+        while b"detached" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 4096)
+        assert b"console detached" in out
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal is in normal mode again -> SIGINT
+        while time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    pass
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("launch did not stop on Ctrl-C after detaching")
+        assert os.waitstatus_to_exitcode(status) == 130
+    finally:
+        os.close(fd)

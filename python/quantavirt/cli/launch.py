@@ -1,8 +1,9 @@
 """`quantavirt launch vm.json`: create a VM, start it and attach the serial console.
 
 On a terminal the console is attached in raw mode; the escape key is Ctrl-] followed by
-``q`` (stop the VM), ``d`` (detach: stop echoing the console, the VM runs on until it ends;
-Ctrl-C then stops it) or Ctrl-] again (send a literal Ctrl-]). When stdout is not a terminal
+``q`` (stop the VM), ``d`` (detach: the terminal returns to normal mode and stops showing
+the console, the VM runs on until it ends; Ctrl-C then stops it) or Ctrl-] again (send a
+literal Ctrl-]). When stdout is not a terminal
 the console is streamed to stdout and the command ends with the guest.
 
 Exit status (scripts depend on it):
@@ -77,12 +78,20 @@ def _stream(vm: Any, deadline: float | None) -> bool:
             return True
 
 
+def _wait_detached(vm: Any, deadline: float | None) -> bool:
+    """Detached: keep draining (and dropping) the console until the VM ends."""
+    while not vm.console.at_end:
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        vm.console.read(timeout=0.1)
+    return True
+
+
 def _attach_tty(vm: Any, deadline: float | None) -> bool:
     """Raw-mode console on the terminal with the Ctrl-] escape. False on deadline."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     out = sys.stdout.buffer
-    echo = True
     escape = False
     print("quantavirt: console attached; Ctrl-] q stops the VM, Ctrl-] d detaches\r",
           file=sys.stderr)
@@ -92,7 +101,7 @@ def _attach_tty(vm: Any, deadline: float | None) -> bool:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             chunk = vm.console.read(timeout=0.02)
-            if chunk and echo:
+            if chunk:
                 out.write(chunk)
                 out.flush()
             if vm.console.at_end:
@@ -109,17 +118,17 @@ def _attach_tty(vm: Any, deadline: float | None) -> bool:
                         vm.stop()
                         return True
                     if c in (b"d", b"D"):
-                        echo = False
+                        # Back to the normal terminal mode, so Ctrl-C works again.
+                        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
                         print("\r\nquantavirt: console detached; the VM runs until it ends "
-                              "(Ctrl-C stops it)\r", file=sys.stderr)
-                        continue
+                              "(Ctrl-C stops it)", file=sys.stderr)
+                        return _wait_detached(vm, deadline)
                     if c != ESCAPE:
                         continue
                 elif c == ESCAPE:
                     escape = True
                     continue
-                if echo:
-                    vm.console_input(c)
+                vm.console_input(c)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
@@ -143,7 +152,8 @@ def _launch(args: argparse.Namespace) -> int:
             interactive = sys.stdout.isatty() and sys.stdin.isatty()
             finished = _attach_tty(vm, deadline) if interactive else _stream(vm, deadline)
         except KeyboardInterrupt:
-            vm.stop()
+            if vm.state == "RUNNING":
+                vm.stop()
             raise
         if not finished:
             vm.machine.stop()
