@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "core/wipe.h"
+#include "pqc/keccak_x4.h"
 #include "pqc/mlkem/mlkem_internal.h"
 #include "quantavirt/errors.h"
 
@@ -429,5 +430,22 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
 
 const char *qv_mlkem_code_path(void)
 {
-    return "portable";
+    return mlkem_use_avx2() ? "avx2" : "portable";
+}
+
+int qv_mlkem_select_code_path(const char *path)
+{
+    if (path == NULL)
+        return QV_ERR_INVAL;
+    if (strcmp(path, "portable") == 0) {
+        qv_keccakx4_allow_avx2(0);
+        return 0;
+    }
+    if (strcmp(path, "auto") == 0 || strcmp(path, "avx2") == 0) {
+        qv_keccakx4_allow_avx2(1);
+        if (strcmp(path, "avx2") == 0 && !mlkem_use_avx2())
+            return QV_ERR_NOTSUP;
+        return 0;
+    }
+    return QV_ERR_INVAL;
 }

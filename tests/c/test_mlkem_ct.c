@@ -78,7 +78,11 @@ static void run(int level, int leak)
 int main(int argc, char **argv)
 {
     int leak = argc > 1 && strcmp(argv[1], "--leak") == 0;
+    /* Both C code paths: the CPUID choice (AVX2 here when present), then the portable one. */
     for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            qv_mlkem_select_code_path("portable");
+        printf("code path %s\n", qv_mlkem_code_path());
         run(512, leak);
         run(768, leak);
         run(1024, leak);

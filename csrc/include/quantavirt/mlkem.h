@@ -59,5 +59,9 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
 
 /* Which code path serves ML-KEM on this CPU: "portable" or "avx2". */
 const char *qv_mlkem_code_path(void);
+/* For tests and benchmarks comparing paths (process-wide, not for concurrent use): "portable"
+ * forces the portable code, "auto" restores the CPUID choice, "avx2" too but fails with
+ * QV_ERR_NOTSUP when the CPU lacks AVX2. */
+int qv_mlkem_select_code_path(const char *path);
 
 #endif

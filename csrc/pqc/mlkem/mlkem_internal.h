@@ -42,6 +42,13 @@ static inline int16_t mlkem_barrett_reduce(int16_t a)
     return (int16_t)(a - t * MLKEM_Q);
 }
 
+/* zeta^BitRev7(i) * 2^16 mod q and gamma_i = zeta^(2 BitRev7(i) + 1) * 2^16 mod q, centred. */
+extern const int16_t mlkem_zetas[128];
+extern const int16_t mlkem_gammas[128];
+
+/* 1 when the AVX2 code paths serve ML-KEM (CPUID has AVX2 and they are not switched off). */
+int mlkem_use_avx2(void);
+
 /* NTT (FIPS 203 Algorithm 9) in place; input |c| < q, output reduced. */
 void mlkem_ntt(mlkem_poly *p);
 /* NTT^-1 (Algorithm 10) in place; input reduced, output times the Montgomery factor R = 2^16
@@ -50,7 +57,12 @@ void mlkem_invntt(mlkem_poly *p);
 /* r = sum_i a[i] o b[i] (MultiplyNTTs, Algorithm 11) for i < k, times R^-1, reduced. */
 void mlkem_polyvec_basemul_acc(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
                                unsigned k);
-/* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), reduced. */
+/* The AVX2 versions (ntt_avx2.c); only call them when mlkem_use_avx2(). */
+void mlkem_ntt_avx2(mlkem_poly *p);
+void mlkem_invntt_avx2(mlkem_poly *p);
+void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
+                                    unsigned k);
+/* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), |result| < q. */
 void mlkem_poly_tomont(mlkem_poly *p);
 void mlkem_poly_reduce(mlkem_poly *p);
 void mlkem_poly_add(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b);
