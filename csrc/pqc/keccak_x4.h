@@ -15,11 +15,14 @@ typedef struct qv_keccakx4 {
     _Alignas(32) uint64_t s[25][4];
 } qv_keccakx4;
 
-/* 1 when the AVX2 permutation is in use (CPU support and not disabled). */
+/* 1 when AVX2 code may run (CPU support and not switched off); AVX-512VL is used on top when
+ * the CPU has it too. */
 int qv_keccakx4_uses_avx2(void);
-/* Force the portable 4-lane path (enable = 0) or allow AVX2 again (enable = 1); for tests
- * and benchmarks comparing both paths. */
-void qv_keccakx4_allow_avx2(int enable);
+/* "avx512vl", "avx2" or "portable": which 4-lane permutation runs. */
+const char *qv_keccakx4_code_path(void);
+/* Cap the SIMD level: 0 portable, 1 AVX2, 2 AVX-512VL (default; CPUID still decides what
+ * runs). For tests and benchmarks comparing paths; process-wide. */
+void qv_keccakx4_set_max_level(int level);
 
 void qv_keccak_f1600_x4(qv_keccakx4 *st);
 /* Start four sponges from zero and absorb in[l] (len < rate bytes each, same len), with the

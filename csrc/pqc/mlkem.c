@@ -430,22 +430,30 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
 
 const char *qv_mlkem_code_path(void)
 {
-    return mlkem_use_avx2() ? "avx2" : "portable";
+    /* The NTT side is AVX2; the Keccak side adds AVX-512VL when the CPU has it. */
+    if (!mlkem_use_avx2())
+        return "portable";
+    return strcmp(qv_keccakx4_code_path(), "avx512vl") == 0 ? "avx512vl" : "avx2";
 }
 
 int qv_mlkem_select_code_path(const char *path)
 {
+    static const char *const names[] = {"portable", "avx2", "avx512vl"};
     if (path == NULL)
         return QV_ERR_INVAL;
-    if (strcmp(path, "portable") == 0) {
-        qv_keccakx4_allow_avx2(0);
+    if (strcmp(path, "auto") == 0) {
+        qv_keccakx4_set_max_level(2);
         return 0;
     }
-    if (strcmp(path, "auto") == 0 || strcmp(path, "avx2") == 0) {
-        qv_keccakx4_allow_avx2(1);
-        if (strcmp(path, "avx2") == 0 && !mlkem_use_avx2())
-            return QV_ERR_NOTSUP;
-        return 0;
+    for (int level = 0; level < 3; level++) {
+        if (strcmp(path, names[level]) == 0) {
+            qv_keccakx4_set_max_level(level);
+            if (strcmp(qv_mlkem_code_path(), path) != 0) {
+                qv_keccakx4_set_max_level(2);
+                return QV_ERR_NOTSUP;
+            }
+            return 0;
+        }
     }
     return QV_ERR_INVAL;
 }
