@@ -50,7 +50,9 @@ def test_no_secret_dependent_branches_or_indices(ct_program: Path) -> None:
     assert error_count(run.stderr) == 0, run.stderr
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("OK")
-    assert "code path portable" in run.stdout and "code path avx" in run.stdout
+    assert "code path portable" in run.stdout
+    if "avx2" in Path("/proc/cpuinfo").read_text():
+        assert "code path avx2" in run.stdout
     for level in (512, 768, 1024):
         assert f"ML-KEM-{level}: keygen, encaps, decaps and implicit rejection done" in run.stdout
 

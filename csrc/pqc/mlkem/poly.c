@@ -58,8 +58,9 @@ static inline int16_t decompress(uint32_t y, unsigned d)
     return (int16_t)((y * MLKEM_Q + (1u << (d - 1))) >> d);
 }
 
-/* Bit packing of 256 d-bit values, least significant bit first (ByteEncode_d). */
-static void pack_bits(uint8_t *out, const uint16_t *v, unsigned d)
+/* Bit packing of 256 d-bit values, least significant bit first (ByteEncode_d). Always
+ * inlined and called with a constant d, so each width gets its own unrolled code. */
+__attribute__((always_inline)) static inline void pack_bits(uint8_t *out, const uint16_t *v, unsigned d)
 {
     uint64_t acc = 0;
     unsigned nbits = 0;
@@ -75,7 +76,7 @@ static void pack_bits(uint8_t *out, const uint16_t *v, unsigned d)
     }
 }
 
-static void unpack_bits(uint16_t *v, const uint8_t *in, unsigned d)
+__attribute__((always_inline)) static inline void unpack_bits(uint16_t *v, const uint8_t *in, unsigned d)
 {
     uint64_t acc = 0;
     unsigned nbits = 0;
@@ -91,7 +92,8 @@ static void unpack_bits(uint16_t *v, const uint8_t *in, unsigned d)
     }
 }
 
-void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d)
+__attribute__((always_inline)) static inline void compress_d(uint8_t *out, const mlkem_poly *p,
+                                                             unsigned d)
 {
     uint16_t v[MLKEM_N];
     for (unsigned i = 0; i < MLKEM_N; i++)
@@ -99,12 +101,33 @@ void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d)
     pack_bits(out, v, d);
 }
 
-void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d)
+__attribute__((always_inline)) static inline void decompress_d(mlkem_poly *p, const uint8_t *in,
+                                                               unsigned d)
 {
     uint16_t v[MLKEM_N];
     unpack_bits(v, in, d);
     for (unsigned i = 0; i < MLKEM_N; i++)
         p->c[i] = decompress(v[i], d);
+}
+
+void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d)
+{
+    switch (d) { /* the FIPS 203 widths: du in {10, 11}, dv in {4, 5} */
+    case 4: compress_d(out, p, 4); break;
+    case 5: compress_d(out, p, 5); break;
+    case 10: compress_d(out, p, 10); break;
+    default: compress_d(out, p, 11); break;
+    }
+}
+
+void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d)
+{
+    switch (d) {
+    case 4: decompress_d(p, in, 4); break;
+    case 5: decompress_d(p, in, 5); break;
+    case 10: decompress_d(p, in, 10); break;
+    default: decompress_d(p, in, 11); break;
+    }
 }
 
 void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32])
