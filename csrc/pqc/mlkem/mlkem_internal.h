@@ -85,6 +85,8 @@ void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).
  * Returns the new count. */
 unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
+/* Its AVX2 bulk (rej_avx2.c): returns count | (bytes consumed << 16); len < 2^15. */
+unsigned mlkem_rej_uniform_avx2(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
 
 /* ---- hashing (symmetric.c): the FIPS 203 functions H, G, J, PRF and XOF ---- */
 void mlkem_hash_h(uint8_t out[32], const uint8_t *in, size_t len);

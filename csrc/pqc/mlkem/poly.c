@@ -186,6 +186,14 @@ void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta)
 unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len)
 {
     size_t pos = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (mlkem_use_avx2()) {
+        /* The AVX2 bulk returns the new count and, in the upper bits, the bytes it used. */
+        unsigned r = mlkem_rej_uniform_avx2(c, ctr, buf, len);
+        ctr = r & 0xffff;
+        pos = r >> 16;
+    }
+#endif
     /* While two more values always fit, store unconditionally and advance by the acceptance
      * bit: no unpredictable branch (rho is public, this is about speed, not secrecy). */
     while (ctr + 2 <= MLKEM_N && pos + 3 <= len) {
