@@ -195,3 +195,39 @@ void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const o
                 store64_le(out[l] + b * rate + 8 * i, st->s[i][l]);
     }
 }
+
+void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
+                      uint8_t *const out[4], size_t outlen)
+{
+    qv_keccakx4 st;
+    uint8_t block[4][200];
+    memset(&st, 0, sizeof st);
+    size_t off = 0;
+    for (; len - off >= rate; off += rate) {
+        for (int l = 0; l < 4; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                st.s[i][l] ^= load64_le(in[l] + off + 8 * i);
+        qv_keccak_f1600_x4(&st);
+    }
+    for (int l = 0; l < 4; l++) { /* the last partial block with pad10*1 */
+        memset(block[l], 0, rate);
+        memcpy(block[l], in[l] + off, len - off);
+        block[l][len - off] ^= suffix;
+        block[l][rate - 1] ^= 0x80;
+        for (unsigned i = 0; i < rate / 8; i++)
+            st.s[i][l] ^= load64_le(block[l] + 8 * i);
+    }
+    for (size_t done = 0; done < outlen; done += rate) {
+        size_t n = outlen - done < rate ? outlen - done : rate;
+        qv_keccak_f1600_x4(&st);
+        for (int l = 0; l < 4; l++) {
+            for (unsigned i = 0; i < (n + 7) / 8; i++)
+                store64_le(block[l] + 8 * i, st.s[i][l]);
+            memcpy(out[l] + done, block[l], n);
+        }
+    }
+    /* The inputs may be secret (J hashes z): clear the copies. */
+    memset(block, 0, sizeof block);
+    memset(&st, 0, sizeof st);
+    __asm__ __volatile__("" : : "r"(block), "r"(&st) : "memory");
+}

@@ -33,4 +33,9 @@ void qv_keccakx4_absorb_once(qv_keccakx4 *st, unsigned rate, uint8_t suffix,
 void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const out[4],
                                 size_t nblocks);
 
+/* Four complete FIPS 202 hashes of four equal-length inputs: SHA3 (suffix 0x06) or SHAKE
+ * (0x1F) with the given rate; out[l] receives outlen bytes. */
+void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
+                      uint8_t *const out[4], size_t outlen);
+
 #endif

@@ -181,13 +181,13 @@ static void keygen_internal(const mlkem_params *P, uint8_t *ek, uint8_t *dk, con
     memcpy(dk + pke + P->ek_bytes + 32, z, 32);
 }
 
-/* Algorithm 17: (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r). */
+/* Algorithm 17: (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r); h_ek = H(ek). */
 static void encaps_internal(const mlkem_params *P, uint8_t *c, uint8_t ss[32], const uint8_t *ek,
-                            const uint8_t m[32])
+                            const uint8_t m[32], const uint8_t h_ek[32])
 {
     uint8_t in[64], kr[64];
     memcpy(in, m, 32);
-    mlkem_hash_h(in + 32, ek, P->ek_bytes);
+    memcpy(in + 32, h_ek, 32);
     mlkem_hash_g(kr, in, sizeof in);
     kpke_encrypt(P, c, ek, m, kr + 32);
     memcpy(ss, kr, 32);
@@ -196,25 +196,23 @@ static void encaps_internal(const mlkem_params *P, uint8_t *c, uint8_t ss[32], c
 }
 
 /* Algorithm 18 with implicit rejection: when the re-encryption differs from c, the result is
- * K_bar = J(z || c), selected without a branch. */
+ * K_bar = J(z || c) (computed by the caller, k_bar), selected without a branch. */
 static void decaps_internal(const mlkem_params *P, uint8_t ss[32], const uint8_t *dk,
-                            const uint8_t *c)
+                            const uint8_t *c, const uint8_t k_bar[32])
 {
     const size_t pke = MLKEM_POLY_BYTES * P->k;
-    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes, *z = h + 32;
-    uint8_t in[64], kr[64], k_bar[32], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
+    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes;
+    uint8_t in[64], kr[64], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
 
     kpke_decrypt(P, in, dk, c);
     memcpy(in + 32, h, 32);
     mlkem_hash_g(kr, in, sizeof in);
-    mlkem_hash_j(k_bar, z, c, P->ct_bytes);
     kpke_encrypt(P, c_prime, ek, in, kr + 32);
     mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(c, c_prime, P->ct_bytes));
     memcpy(ss, kr, 32);
 
     qv_wipe(in, sizeof in);
     qv_wipe(kr, sizeof kr);
-    qv_wipe(k_bar, sizeof k_bar);
     qv_wipe(c_prime, sizeof c_prime);
 }
 
@@ -230,13 +228,18 @@ static int ek_modulus_ok(const mlkem_params *P, const uint8_t *ek)
     return bad == 0;
 }
 
-/* Hash check: H(dk[384k : 768k + 32]) == dk[768k + 32 : 768k + 64]. Both are public. */
+/* Hash check: H(dk[384k : 768k + 32]) == dk[768k + 32 : 768k + 64], given h = that H(ek).
+ * Both sides are public. */
+static int dk_hash_matches(const mlkem_params *P, const uint8_t *dk, const uint8_t h[32])
+{
+    return mlkem_ct_differ(h, dk + MLKEM_POLY_BYTES * P->k + P->ek_bytes, 32) == 0;
+}
+
 static int dk_hash_ok(const mlkem_params *P, const uint8_t *dk)
 {
-    const size_t pke = MLKEM_POLY_BYTES * P->k;
     uint8_t h[32];
-    mlkem_hash_h(h, dk + pke, P->ek_bytes);
-    return mlkem_ct_differ(h, dk + pke + P->ek_bytes, 32) == 0;
+    mlkem_hash_h(h, dk + MLKEM_POLY_BYTES * P->k, P->ek_bytes);
+    return dk_hash_matches(P, dk, h);
 }
 
 static int get_random(uint8_t *buf, size_t len)
@@ -338,7 +341,9 @@ int qv_mlkem_encaps_derand(int level, const uint8_t *ek, size_t ek_len, const ui
     if (m_len != QV_MLKEM_MSG_BYTES || ct_len != P->ct_bytes ||
         ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
         return PQC_ERR_SIZE;
-    encaps_internal(P, ct, ss, ek, m);
+    uint8_t h_ek[32];
+    mlkem_hash_h(h_ek, ek, P->ek_bytes);
+    encaps_internal(P, ct, ss, ek, m, h_ek);
     return 0;
 }
 
@@ -366,8 +371,22 @@ int qv_mlkem_decaps(int level, const uint8_t *dk, size_t dk_len, const uint8_t *
         return PQC_ERR_SIZE;
     if (ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
         return PQC_ERR_SIZE;
-    decaps_internal(P, ss, dk, ct);
+    uint8_t k_bar[32];
+    mlkem_hash_j(k_bar, dk + P->dk_bytes - 32, ct, P->ct_bytes);
+    decaps_internal(P, ss, dk, ct, k_bar);
+    qv_wipe(k_bar, sizeof k_bar);
     return 0;
+}
+
+/* The batches work in groups of four so that the long hashes (H(ek) for keygen, encaps and
+ * the dk hash check, J(z || c) for decaps) run four at a time on the 4-lane Keccak. Lanes past
+ * the end of a short group repeat item 0 of the group; their results are dropped. */
+#define GROUP 4
+
+static void hash_h_x4(const mlkem_params *P, uint8_t out[GROUP][32], const uint8_t *const ek[GROUP])
+{
+    uint8_t *outs[GROUP] = {out[0], out[1], out[2], out[3]};
+    qv_keccakx4_hash(136, 0x06, ek, P->ek_bytes, outs, 32);
 }
 
 int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
@@ -377,13 +396,31 @@ int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (eks == NULL || dks == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_keygen(level, eks + i * P->ek_bytes, P->ek_bytes,
-                                 dks + i * P->dk_bytes, P->dk_bytes);
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    uint8_t seeds[GROUP][QV_MLKEM_SEED_BYTES], h[GROUP][32];
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *ek[GROUP];
+        rc = get_random(seeds[0], cnt * QV_MLKEM_SEED_BYTES);
         if (rc != 0)
-            return rc;
+            break;
+        for (size_t l = 0; l < GROUP; l++) {
+            size_t i = g + (l < cnt ? l : 0);
+            uint8_t *ek_i = eks + i * P->ek_bytes, *dk_i = dks + i * P->dk_bytes;
+            if (l < cnt) {
+                kpke_keygen(P, ek_i, dk_i, seeds[l]);
+                memcpy(dk_i + pke, ek_i, P->ek_bytes);
+                memcpy(dk_i + pke + P->ek_bytes + 32, seeds[l] + 32, 32);
+            }
+            ek[l] = ek_i;
+        }
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++)
+            memcpy(dks + (g + l) * P->dk_bytes + pke + P->ek_bytes, h[l], 32);
     }
-    return 0;
+    qv_wipe(seeds, sizeof seeds);
+    return rc;
 }
 
 int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts, uint8_t *sss,
@@ -394,17 +431,30 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (eks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_encaps(level, eks + i * P->ek_bytes, P->ek_bytes, cts + i * P->ct_bytes,
-                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
-                                 QV_MLKEM_SHARED_SECRET_BYTES);
-        if (rc != 0) {
-            if (bad_index)
-                *bad_index = i;
-            return rc;
+    uint8_t m[GROUP][QV_MLKEM_MSG_BYTES], h[GROUP][32];
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *ek[GROUP];
+        for (size_t l = 0; l < GROUP; l++) {
+            ek[l] = eks + (g + (l < cnt ? l : 0)) * P->ek_bytes;
+            if (l < cnt && !ek_modulus_ok(P, ek[l])) {
+                if (bad_index)
+                    *bad_index = g + l;
+                rc = PQC_ERR_KEY;
+                break;
+            }
         }
+        if (rc == 0)
+            rc = get_random(m[0], cnt * QV_MLKEM_MSG_BYTES);
+        if (rc != 0)
+            break;
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++)
+            encaps_internal(P, cts + (g + l) * P->ct_bytes, sss + (g + l) * 32, ek[l], m[l], h[l]);
     }
-    return 0;
+    qv_wipe(m, sizeof m);
+    return rc;
 }
 
 int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t *cts,
@@ -415,17 +465,41 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (dks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_decaps(level, dks + i * P->dk_bytes, P->dk_bytes, cts + i * P->ct_bytes,
-                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
-                                 QV_MLKEM_SHARED_SECRET_BYTES);
-        if (rc != 0) {
-            if (bad_index)
-                *bad_index = i;
-            return rc;
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    /* J's input z || c per lane, built contiguously for the 4-lane sponge. */
+    static _Thread_local uint8_t zc[GROUP][32 + QV_MLKEM1024_CIPHERTEXT_BYTES];
+    uint8_t h[GROUP][32], k_bar[GROUP][32];
+    uint8_t *k_bars[GROUP] = {k_bar[0], k_bar[1], k_bar[2], k_bar[3]};
+    const uint8_t *zcs[GROUP] = {zc[0], zc[1], zc[2], zc[3]};
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *dk[GROUP], *ek[GROUP];
+        for (size_t l = 0; l < GROUP; l++) {
+            size_t i = g + (l < cnt ? l : 0);
+            dk[l] = dks + i * P->dk_bytes;
+            ek[l] = dk[l] + pke;
+            memcpy(zc[l], dk[l] + P->dk_bytes - 32, 32);
+            memcpy(zc[l] + 32, cts + i * P->ct_bytes, P->ct_bytes);
         }
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++) {
+            if (!dk_hash_matches(P, dk[l], h[l])) {
+                if (bad_index)
+                    *bad_index = g + l;
+                rc = PQC_ERR_KEY;
+                break;
+            }
+        }
+        if (rc != 0)
+            break;
+        qv_keccakx4_hash(136, 0x1F, zcs, 32 + P->ct_bytes, k_bars, 32);
+        for (size_t l = 0; l < cnt; l++)
+            decaps_internal(P, sss + (g + l) * 32, dk[l], cts + (g + l) * P->ct_bytes, k_bar[l]);
     }
-    return 0;
+    qv_wipe(zc, sizeof zc);
+    qv_wipe(k_bar, sizeof k_bar);
+    return rc;
 }
 
 const char *qv_mlkem_code_path(void)
