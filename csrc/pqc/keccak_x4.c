@@ -196,23 +196,28 @@ void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const o
     }
 }
 
-void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
-                      uint8_t *const out[4], size_t outlen)
+int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
+                           const size_t len[4], uint8_t *const out[4], size_t outlen)
 {
+    /* Every lane must end its absorbing (the padded block) at the same permutation. */
+    const size_t nblocks = len[0] / rate + 1;
+    for (int l = 1; l < 4; l++)
+        if (len[l] / rate + 1 != nblocks)
+            return -1;
     qv_keccakx4 st;
     uint8_t block[4][200];
     memset(&st, 0, sizeof st);
-    size_t off = 0;
-    for (; len - off >= rate; off += rate) {
+    for (size_t b = 0; b + 1 < nblocks; b++) {
         for (int l = 0; l < 4; l++)
             for (unsigned i = 0; i < rate / 8; i++)
-                st.s[i][l] ^= load64_le(in[l] + off + 8 * i);
+                st.s[i][l] ^= load64_le(in[l] + b * rate + 8 * i);
         qv_keccak_f1600_x4(&st);
     }
     for (int l = 0; l < 4; l++) { /* the last partial block with pad10*1 */
+        size_t off = (nblocks - 1) * rate;
         memset(block[l], 0, rate);
-        memcpy(block[l], in[l] + off, len - off);
-        block[l][len - off] ^= suffix;
+        memcpy(block[l], in[l] + off, len[l] - off);
+        block[l][len[l] - off] ^= suffix[l];
         block[l][rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
             st.s[i][l] ^= load64_le(block[l] + 8 * i);
@@ -230,4 +235,13 @@ void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4],
     memset(block, 0, sizeof block);
     memset(&st, 0, sizeof st);
     __asm__ __volatile__("" : : "r"(block), "r"(&st) : "memory");
+    return 0;
+}
+
+void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
+                      uint8_t *const out[4], size_t outlen)
+{
+    const uint8_t suffixes[4] = {suffix, suffix, suffix, suffix};
+    const size_t lens[4] = {len, len, len, len};
+    (void)qv_keccakx4_hash_lanes(rate, suffixes, in, lens, out, outlen);
 }

@@ -38,4 +38,10 @@ void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const o
 void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
                       uint8_t *const out[4], size_t outlen);
 
+/* The same with a length and a suffix per lane, all with the same rate and output length.
+ * The lanes must need the same number of permutations to absorb (len / rate equal): -1
+ * otherwise, and nothing is computed. */
+int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
+                           const size_t len[4], uint8_t *const out[4], size_t outlen);
+
 #endif
