@@ -80,6 +80,11 @@ void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d);
 /* Decompress_1(ByteDecode_1(m)) and ByteEncode_1(Compress_1(p)). */
 void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32]);
 void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
+/* AVX2 helpers (poly_avx2.c), only when mlkem_use_avx2(): coefficients to [0, q); the
+ * Compress_d values (d <= 11) before packing; Decompress_d of unpacked values. */
+void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p);
+void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
+void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N], unsigned d);
 /* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).
