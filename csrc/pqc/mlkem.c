@@ -485,7 +485,7 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
         return QV_ERR_INVAL;
     const size_t pke = MLKEM_POLY_BYTES * P->k;
     /* J's input z || c per lane, built contiguously for the 4-lane sponge. */
-    static _Thread_local uint8_t zc[GROUP][32 + QV_MLKEM1024_CIPHERTEXT_BYTES];
+    uint8_t zc[GROUP][32 + QV_MLKEM1024_CIPHERTEXT_BYTES];
     uint8_t h[GROUP][32], k_bar[GROUP][32];
     uint8_t *k_bars[GROUP] = {k_bar[0], k_bar[1], k_bar[2], k_bar[3]};
     const uint8_t *zcs[GROUP] = {zc[0], zc[1], zc[2], zc[3]};
