@@ -107,6 +107,27 @@ void mlkem_prf_x4(uint8_t *const out[4], size_t outlen, const uint8_t s[32],
  * transposed: A[i * k + j] = SampleNTT(rho||i||j), i.e. A_hat^T. Coefficients in [0, q). */
 void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int transposed);
 
+/* A Keccak job for the 4-lane runner: a sponge (rate 136 or 168, domain suffix) over
+ * in || in2, either hashing to out[0..outlen) or, with poly set, SampleNTT into poly. */
+typedef struct mlkem_job {
+    unsigned rate;
+    uint8_t suffix;
+    const uint8_t *in, *in2;
+    size_t inlen, in2len;
+    uint8_t *out;
+    size_t outlen;
+    mlkem_poly *poly;
+    unsigned ctr; /* SampleNTT progress */
+} mlkem_job;
+
+/* Runs all jobs on the 4-lane permutation, each lane taking the next job as soon as its
+ * current one ends, so lanes stay busy even when jobs differ in length. Which job runs when
+ * depends on public data only (lengths and SampleNTT's rejections on the public rho). */
+void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs);
+void mlkem_job_sample_ntt(mlkem_job *j, mlkem_poly *p, const uint8_t seed34[34]);
+void mlkem_job_hash(mlkem_job *j, unsigned rate, uint8_t suffix, const uint8_t *in, size_t inlen,
+                    const uint8_t *in2, size_t in2len, uint8_t *out, size_t outlen);
+
 /* Declassification for the constant-time check (tests/c/test_mlkem_ct.c): built with
  * -DQV_CT_CHECK, values that are secret-derived but public by design (rho, which is part of
  * the public key) are marked defined for valgrind's memcheck, which otherwise flags every

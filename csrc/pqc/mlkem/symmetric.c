@@ -165,3 +165,103 @@ void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int tran
         sample_ntt(&a[e], rho, (uint8_t)(transposed ? i : j), (uint8_t)(transposed ? j : i));
     }
 }
+
+/* ---- the 4-lane job runner ---- */
+
+enum { LANE_IDLE, LANE_ABSORB, LANE_SQUEEZE };
+
+/* Bytes [off, off + n) of the job's input in || in2 into dst. */
+static void job_input(const mlkem_job *j, size_t off, size_t n, uint8_t *dst)
+{
+    for (size_t i = 0; i < n; i++, off++)
+        dst[i] = off < j->inlen ? j->in[off] : j->in2[off - j->inlen];
+}
+
+void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
+{
+    qv_keccakx4 st;
+    uint8_t block[200];
+    int phase[4] = {LANE_IDLE, LANE_IDLE, LANE_IDLE, LANE_IDLE};
+    mlkem_job *job[4] = {NULL, NULL, NULL, NULL};
+    size_t offset[4] = {0}, done[4] = {0};
+    unsigned next = 0;
+
+    for (;;) {
+        int active = 0;
+        for (int l = 0; l < 4; l++) {
+            if (phase[l] == LANE_IDLE && next < njobs) { /* a fresh sponge in this lane */
+                job[l] = &jobs[next++];
+                for (int i = 0; i < 25; i++)
+                    st.s[i][l] = 0;
+                offset[l] = done[l] = 0;
+                phase[l] = LANE_ABSORB;
+            }
+            if (phase[l] == LANE_IDLE)
+                continue;
+            active = 1;
+            if (phase[l] == LANE_ABSORB) {
+                const mlkem_job *j = job[l];
+                size_t total = j->inlen + j->in2len, left = total - offset[l];
+                size_t n = left < j->rate ? left : j->rate;
+                memset(block, 0, j->rate);
+                job_input(j, offset[l], n, block);
+                offset[l] += n;
+                if (n < j->rate) { /* last block: pad10*1 with the domain suffix */
+                    block[n] ^= j->suffix;
+                    block[j->rate - 1] ^= 0x80;
+                    phase[l] = LANE_SQUEEZE;
+                }
+                for (unsigned i = 0; i < j->rate / 8; i++)
+                    st.s[i][l] ^= load64_le(block + 8 * i);
+            }
+        }
+        if (!active)
+            break;
+        qv_keccak_f1600_x4(&st);
+        for (int l = 0; l < 4; l++) {
+            if (phase[l] != LANE_SQUEEZE)
+                continue;
+            mlkem_job *j = job[l];
+            for (unsigned i = 0; i < j->rate / 8; i++)
+                for (unsigned b = 0; b < 8; b++)
+                    block[8 * i + b] = (uint8_t)(st.s[i][l] >> (8 * b));
+            if (j->poly != NULL) { /* SampleNTT: until 256 coefficients are accepted */
+                j->ctr = mlkem_rej_uniform(j->poly->c, j->ctr, block, j->rate);
+                if (j->ctr >= MLKEM_N)
+                    phase[l] = LANE_IDLE;
+            } else {
+                size_t n = j->outlen - done[l] < j->rate ? j->outlen - done[l] : j->rate;
+                memcpy(j->out + done[l], block, n);
+                done[l] += n;
+                if (done[l] == j->outlen)
+                    phase[l] = LANE_IDLE;
+            }
+        }
+    }
+    qv_wipe(&st, sizeof st);
+    qv_wipe(block, sizeof block);
+}
+
+void mlkem_job_sample_ntt(mlkem_job *j, mlkem_poly *p, const uint8_t seed34[34])
+{
+    memset(j, 0, sizeof *j);
+    j->rate = SHAKE128_RATE;
+    j->suffix = 0x1F;
+    j->in = seed34;
+    j->inlen = 34;
+    j->poly = p;
+}
+
+void mlkem_job_hash(mlkem_job *j, unsigned rate, uint8_t suffix, const uint8_t *in, size_t inlen,
+                    const uint8_t *in2, size_t in2len, uint8_t *out, size_t outlen)
+{
+    memset(j, 0, sizeof *j);
+    j->rate = rate;
+    j->suffix = suffix;
+    j->in = in;
+    j->inlen = inlen;
+    j->in2 = in2;
+    j->in2len = in2len;
+    j->out = out;
+    j->outlen = outlen;
+}
