@@ -93,20 +93,9 @@ unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t 
 /* Its AVX2 bulk (rej_avx2.c): returns count | (bytes consumed << 16); len < 2^15. */
 unsigned mlkem_rej_uniform_avx2(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
 
-/* ---- hashing (symmetric.c): the FIPS 203 functions H, G, J, PRF and XOF ---- */
+/* ---- hashing (symmetric.c): H and G alone; J, PRF and XOF run as 4-lane jobs ---- */
 void mlkem_hash_h(uint8_t out[32], const uint8_t *in, size_t len);
 void mlkem_hash_g(uint8_t out[64], const uint8_t *in, size_t len);
-/* J(z || c) = SHAKE256(z || c, 32 bytes), the implicit-rejection key. */
-void mlkem_hash_j(uint8_t out[32], const uint8_t z[32], const uint8_t *c, size_t clen);
-/* PRF_eta(s, b) = SHAKE256(s || b, 64 * eta bytes). */
-void mlkem_prf(uint8_t *out, size_t outlen, const uint8_t s[32], uint8_t b);
-/* Four PRF outputs of outlen <= 272 bytes for four nonces, in one 4-lane sponge. */
-void mlkem_prf_x4(uint8_t *const out[4], size_t outlen, const uint8_t s[32],
-                  const uint8_t nonce[4]);
-/* The k x k matrix A_hat from rho (Algorithm 13 lines 3-7), A[i * k + j] = SampleNTT(rho||j||i);
- * transposed: A[i * k + j] = SampleNTT(rho||i||j), i.e. A_hat^T. Coefficients in [0, q). */
-void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int transposed);
-
 /* A Keccak job for the 4-lane runner: a sponge (rate 136 or 168, domain suffix) over
  * in || in2, either hashing to out[0..outlen) or, with poly set, SampleNTT into poly. */
 typedef struct mlkem_job {
