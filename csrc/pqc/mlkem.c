@@ -104,44 +104,53 @@ static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, con
     qv_wipe(&t, sizeof t);
 }
 
-/* Algorithm 14, K-PKE.Encrypt(ek_pke, m, r); ek_pke has passed the modulus check or comes
- * from a dk that passed the hash check (decode12 reduces mod q either way). at holds A_hat^T
- * when at_ready, else it is computed here (with the noise, in one job run). */
-static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
-                         const uint8_t m[32], const uint8_t r[32], mlkem_poly *at, int at_ready)
+/* Algorithm 14, K-PKE.Encrypt(ek_pke, m, r), in two halves so that its Keccak work can join
+ * other jobs: encrypt_jobs adds the noise PRFs (and A_hat^T unless at is ready),
+ * encrypt_finish does the arithmetic once they have run. ek_pke has passed the modulus check
+ * or comes from a dk that passed the hash check (decode12 reduces mod q either way). */
+typedef struct kpke_encrypt_state {
+    uint8_t seeds[MLKEM_KMAX * MLKEM_KMAX][34];
+    uint8_t nonces[2 * MLKEM_KMAX + 1];
+    uint8_t prf[2 * MLKEM_KMAX + 1][3 * 64]; /* secret: wiped by encrypt_finish */
+} kpke_encrypt_state;
+
+static unsigned kpke_encrypt_jobs(const mlkem_params *P, kpke_encrypt_state *st, mlkem_job *jobs,
+                                  const uint8_t *ek, const uint8_t r[32], mlkem_poly *at,
+                                  int at_ready)
 {
     const unsigned k = P->k;
-    uint8_t seeds[MLKEM_KMAX * MLKEM_KMAX][34], nonces[2 * MLKEM_KMAX + 1];
-    uint8_t prf[2 * MLKEM_KMAX + 1][3 * 64];
     unsigned etas[2 * MLKEM_KMAX + 1];
-    mlkem_job jobs[MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1];
-    mlkem_poly t_hat[MLKEM_KMAX], y[MLKEM_KMAX], u, v, e, mu;
-
     /* y[i] with nonce i, e1[i] with nonce k + i, e2 with nonce 2k. */
     for (unsigned i = 0; i < k; i++) {
         etas[i] = P->eta1;
         etas[k + i] = P->eta2;
     }
     etas[2 * k] = P->eta2;
-    unsigned n = at_ready ? 0 : matrix_jobs(jobs, seeds, at, ek + MLKEM_POLY_BYTES * k, k, 1);
-    n += noise_jobs(jobs + n, nonces, prf, etas, 2 * k + 1, r);
-    mlkem_run_jobs(jobs, n);
+    unsigned n = at_ready ? 0 : matrix_jobs(jobs, st->seeds, at, ek + MLKEM_POLY_BYTES * k, k, 1);
+    return n + noise_jobs(jobs + n, st->nonces, st->prf, etas, 2 * k + 1, r);
+}
+
+static void kpke_encrypt_finish(const mlkem_params *P, kpke_encrypt_state *st, uint8_t *c,
+                                const uint8_t *ek, const uint8_t m[32], const mlkem_poly *at)
+{
+    const unsigned k = P->k;
+    mlkem_poly t_hat[MLKEM_KMAX], y[MLKEM_KMAX], u, v, e, mu;
 
     for (unsigned i = 0; i < k; i++) {
         (void)mlkem_poly_decode12(&t_hat[i], ek + MLKEM_POLY_BYTES * i);
-        mlkem_poly_cbd(&y[i], prf[i], P->eta1);
+        mlkem_poly_cbd(&y[i], st->prf[i], P->eta1);
         mlkem_ntt(&y[i]);
     }
     for (unsigned i = 0; i < k; i++) {
         /* u[i] = NTT^-1(sum_j A_hat^T[i][j] o y_hat[j]) + e1[i] */
-        mlkem_poly_cbd(&e, prf[k + i], P->eta2);
+        mlkem_poly_cbd(&e, st->prf[k + i], P->eta2);
         mlkem_polyvec_basemul_acc(&u, &at[i * k], y, k);
         mlkem_invntt(&u);
         mlkem_poly_add(&u, &u, &e);
         mlkem_poly_compress(c + 32 * P->du * i, &u, P->du);
     }
     /* v = NTT^-1(t_hat^T o y_hat) + e2 + Decompress_1(m) */
-    mlkem_poly_cbd(&e, prf[2 * k], P->eta2);
+    mlkem_poly_cbd(&e, st->prf[2 * k], P->eta2);
     mlkem_poly_from_msg(&mu, m);
     mlkem_polyvec_basemul_acc(&v, t_hat, y, k);
     mlkem_invntt(&v);
@@ -149,12 +158,21 @@ static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
     mlkem_poly_add(&v, &v, &mu);
     mlkem_poly_compress(c + 32 * P->du * k, &v, P->dv);
 
-    qv_wipe(prf, sizeof prf);
+    qv_wipe(st->prf, sizeof st->prf);
     qv_wipe(y, sizeof y);
     qv_wipe(&u, sizeof u);
     qv_wipe(&v, sizeof v);
     qv_wipe(&e, sizeof e);
     qv_wipe(&mu, sizeof mu);
+}
+
+static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
+                         const uint8_t m[32], const uint8_t r[32], mlkem_poly *at, int at_ready)
+{
+    kpke_encrypt_state st;
+    mlkem_job jobs[MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1];
+    mlkem_run_jobs(jobs, kpke_encrypt_jobs(P, &st, jobs, ek, r, at, at_ready));
+    kpke_encrypt_finish(P, &st, c, ek, m, at);
 }
 
 /* Algorithm 15, K-PKE.Decrypt(dk_pke, c) -> m. */
@@ -389,22 +407,36 @@ int qv_mlkem_decaps(int level, const uint8_t *dk, size_t dk_len, const uint8_t *
     if (dk_len != P->dk_bytes || ct_len != P->ct_bytes || ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
         return PQC_ERR_SIZE;
 
-    /* The hash check's H(ek), the rejection key J(z || c) and the k * k entries of A_hat^T
-     * for the re-encryption are independent: one run of the 4-lane Keccak. */
+    /* Decrypt and G come first (they need only dk_pke, c and the stored h); then the hash
+     * check's H(ek), the rejection key J(z || c), A_hat^T and the noise of the re-encryption
+     * are independent Keccak work for one run of the 4-lane job runner. Nothing is returned
+     * unless the hash check passes. */
     const size_t pke = MLKEM_POLY_BYTES * P->k;
-    uint8_t h[32], k_bar[32], seeds[MLKEM_KMAX * MLKEM_KMAX][34];
+    const uint8_t *ek = dk + pke, *h_stored = ek + P->ek_bytes;
+    uint8_t h[32], k_bar[32], in[64], kr[64], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
     mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX];
-    mlkem_job jobs[2 + MLKEM_KMAX * MLKEM_KMAX];
-    mlkem_job_hash(&jobs[0], 136, 0x06, dk + pke, P->ek_bytes, NULL, 0, h, 32);
+    kpke_encrypt_state st;
+    mlkem_job jobs[2 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1];
+
+    kpke_decrypt(P, in, dk, ct);
+    memcpy(in + 32, h_stored, 32);
+    mlkem_hash_g(kr, in, sizeof in);
+    mlkem_job_hash(&jobs[0], 136, 0x06, ek, P->ek_bytes, NULL, 0, h, 32);
     mlkem_job_hash(&jobs[1], 136, 0x1F, dk + P->dk_bytes - 32, 32, ct, P->ct_bytes, k_bar, 32);
-    unsigned n = 2 + matrix_jobs(jobs + 2, seeds, at, dk + pke + MLKEM_POLY_BYTES * P->k, P->k, 1);
+    unsigned n = 2 + kpke_encrypt_jobs(P, &st, jobs + 2, ek, kr + 32, at, 0);
     mlkem_run_jobs(jobs, n);
+    kpke_encrypt_finish(P, &st, c_prime, ek, in, at);
+    mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(ct, c_prime, P->ct_bytes));
+
     int rc = PQC_ERR_KEY;
     if (dk_hash_matches(P, dk, h)) {
-        decaps_internal(P, ss, dk, ct, k_bar, at, 1);
+        memcpy(ss, kr, 32);
         rc = 0;
     }
+    qv_wipe(in, sizeof in);
+    qv_wipe(kr, sizeof kr);
     qv_wipe(k_bar, sizeof k_bar);
+    qv_wipe(c_prime, sizeof c_prime);
     return rc;
 }
 
