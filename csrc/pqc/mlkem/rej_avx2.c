@@ -31,15 +31,16 @@ __attribute__((target("avx2,popcnt"))) unsigned mlkem_rej_uniform_avx2(int16_t *
                                                                         const uint8_t *buf,
                                                                         size_t len)
 {
-    /* Low 128-bit half takes bytes 0..11, high half bytes 12..23 (at offsets 4..15 after the
-     * 64-bit permute [q0 q1 q1 q2]); each value pair (b0 b1 b2) becomes lanes (b0 b1), (b1 b2). */
+    /* Low 128-bit half takes bytes 0..11 (loaded from 0..15), high half bytes 12..23 (loaded
+     * from 8..23, so at offsets 4..15): no read past the 24 bytes used. Each value pair
+     * (b0 b1 b2) becomes lanes (b0 b1), (b1 b2). */
     const __m256i shuf = _mm256_setr_epi8(0, 1, 1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 10, 11,  //
                                           4, 5, 5, 6, 7, 8, 8, 9, 10, 11, 11, 12, 13, 14, 14, 15);
     const __m256i mask12 = _mm256_set1_epi16(0x0fff), q = _mm256_set1_epi16(MLKEM_Q);
     size_t pos = 0;
-    while (ctr + 16 <= MLKEM_N && pos + 32 <= len) {
-        __m256i f = _mm256_loadu_si256((const __m256i *)(buf + pos));
-        f = _mm256_permute4x64_epi64(f, 0x94);
+    while (ctr + 16 <= MLKEM_N && pos + 24 <= len) {
+        __m256i f = _mm256_setr_m128i(_mm_loadu_si128((const __m128i *)(buf + pos)),
+                                      _mm_loadu_si128((const __m128i *)(buf + pos + 8)));
         f = _mm256_shuffle_epi8(f, shuf);
         /* even lanes: low 12 bits; odd lanes: the 16-bit word shifted right by 4 */
         f = _mm256_blend_epi16(_mm256_and_si256(f, mask12), _mm256_srli_epi16(f, 4), 0xAA);
