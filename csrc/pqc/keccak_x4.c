@@ -27,32 +27,58 @@ static const unsigned keccak_rho_off[25] = {0,  1,  62, 28, 27, 36, 44, 6,  55, 
 static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6,  7,  17, 2,
                                            12, 22, 23, 8,  18, 3,  13, 14, 24, 9,  19, 4};
 
-/* One round over lanes of type T, given XOR, ANDN(a, b) = ~a & b and ROL(x, n). */
-#define KECCAK_ROUND(T, a, XOR, ANDN, ROL, rc)                                                  \
+/* One round over lanes of type T, given XOR, XOR3(a, b, c), CHI(a, b, c) = a ^ (~b & c)
+ * and ROL(x, n). */
+#define KECCAK_ROUND(T, a, XOR, XOR3, CHI, ROL, rc)                                             \
     do {                                                                                       \
         T c_[5], d_[5], b_[25];                                                                \
         _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) c_[x_] =                        \
-            XOR(XOR(XOR(a[x_], a[x_ + 5]), XOR(a[x_ + 10], a[x_ + 15])), a[x_ + 20]);          \
+            XOR(XOR3(a[x_], a[x_ + 5], a[x_ + 10]), XOR(a[x_ + 15], a[x_ + 20]));               \
         _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) d_[x_] =                        \
             XOR(c_[(x_ + 4) % 5], ROL(c_[(x_ + 1) % 5], 1));                                   \
         _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) b_[keccak_pi_dst[i_]] =       \
             ROL(XOR(a[i_], d_[i_ % 5]), keccak_rho_off[i_]);                                   \
         _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) a[i_] =                       \
-            XOR(b_[i_], ANDN(b_[i_ - i_ % 5 + (i_ + 1) % 5], b_[i_ - i_ % 5 + (i_ + 2) % 5])); \
+            CHI(b_[i_], b_[i_ - i_ % 5 + (i_ + 1) % 5], b_[i_ - i_ % 5 + (i_ + 2) % 5]);       \
         a[0] = XOR(a[0], rc);                                                                  \
     } while (0)
 
 #define X64_XOR(a, b) ((a) ^ (b))
-#define X64_ANDN(a, b) (~(a) & (b))
+#define X64_XOR3(a, b, c) ((a) ^ (b) ^ (c))
+#define X64_CHI(a, b, c) ((a) ^ (~(b) & (c)))
 #define X64_ROL(x, n) (((x) << (n)) | ((x) >> ((64 - (n)) & 63)))
 
-void qv_keccak_f1600_fast(uint64_t s[25])
+__attribute__((always_inline)) static inline void keccak_scalar(uint64_t s[25])
 {
     uint64_t a[25];
     memcpy(a, s, sizeof a);
     for (int round = 0; round < 24; round++)
-        KECCAK_ROUND(uint64_t, a, X64_XOR, X64_ANDN, X64_ROL, keccak_rc[round]);
+        KECCAK_ROUND(uint64_t, a, X64_XOR, X64_XOR3, X64_CHI, X64_ROL, keccak_rc[round]);
     memcpy(s, a, sizeof a);
+}
+
+static void keccak_scalar_portable(uint64_t s[25])
+{
+    keccak_scalar(s);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* BMI1's andn does chi's ~b & c in one instruction (about 15% faster here). */
+__attribute__((target("bmi,bmi2"))) static void keccak_scalar_bmi(uint64_t s[25])
+{
+    keccak_scalar(s);
+}
+#endif
+
+void qv_keccak_f1600_fast(uint64_t s[25])
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")) {
+        keccak_scalar_bmi(s);
+        return;
+    }
+#endif
+    keccak_scalar_portable(s);
 }
 
 static void keccakx4_portable(qv_keccakx4 *st)
@@ -69,7 +95,8 @@ static void keccakx4_portable(qv_keccakx4 *st)
 
 #ifdef QV_HAVE_AVX2_CODE
 #define V_XOR(a, b) _mm256_xor_si256((a), (b))
-#define V_ANDN(a, b) _mm256_andnot_si256((a), (b))
+#define V_XOR3(a, b, c) V_XOR(V_XOR((a), (b)), (c))
+#define V_CHI(a, b, c) V_XOR((a), _mm256_andnot_si256((b), (c)))
 #define V_ROL(x, n)                                                                            \
     _mm256_or_si256(_mm256_sll_epi64((x), _mm_cvtsi32_si128((int)(n))),                        \
                     _mm256_srl_epi64((x), _mm_cvtsi32_si128((int)(64 - (n)))))
@@ -81,32 +108,71 @@ __attribute__((target("avx2"))) static void keccakx4_avx2(qv_keccakx4 *st)
         a[i] = _mm256_load_si256((const __m256i *)st->s[i]);
     for (int round = 0; round < 24; round++) {
         __m256i rc = _mm256_set1_epi64x((long long)keccak_rc[round]);
-        KECCAK_ROUND(__m256i, a, V_XOR, V_ANDN, V_ROL, rc);
+        KECCAK_ROUND(__m256i, a, V_XOR, V_XOR3, V_CHI, V_ROL, rc);
+    }
+    for (int i = 0; i < 25; i++)
+        _mm256_store_si256((__m256i *)st->s[i], a[i]);
+}
+
+/* The same on 256-bit registers with AVX-512VL instructions: one-instruction rotations and
+ * three-input logic (vpternlogq 0x96 = a ^ b ^ c, 0xD2 = a ^ (~b & c)). */
+#define W_XOR3(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0x96)
+#define W_CHI(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0xD2)
+#define W_ROL(x, n) _mm256_rolv_epi64((x), _mm256_set1_epi64x((long long)(n)))
+
+__attribute__((target("avx2,avx512f,avx512vl"))) static void keccakx4_avx512vl(qv_keccakx4 *st)
+{
+    __m256i a[25];
+    for (int i = 0; i < 25; i++)
+        a[i] = _mm256_load_si256((const __m256i *)st->s[i]);
+    for (int round = 0; round < 24; round++) {
+        __m256i rc = _mm256_set1_epi64x((long long)keccak_rc[round]);
+        KECCAK_ROUND(__m256i, a, V_XOR, W_XOR3, W_CHI, W_ROL, rc);
     }
     for (int i = 0; i < 25; i++)
         _mm256_store_si256((__m256i *)st->s[i], a[i]);
 }
 #endif
 
-static int avx2_allowed = 1;
+/* Highest path allowed: 0 portable, 1 AVX2, 2 AVX-512VL (the default: whatever CPUID has). */
+static int max_level = 2;
 
-int qv_keccakx4_uses_avx2(void)
+static int uses_avx512vl(void)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    return avx2_allowed && __builtin_cpu_supports("avx2");
+    return max_level >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vl");
 #else
     return 0;
 #endif
 }
 
-void qv_keccakx4_allow_avx2(int enable)
+const char *qv_keccakx4_code_path(void)
 {
-    avx2_allowed = enable != 0;
+    return uses_avx512vl() ? "avx512vl" : qv_keccakx4_uses_avx2() ? "avx2" : "portable";
+}
+
+int qv_keccakx4_uses_avx2(void)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    return max_level >= 1 && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+void qv_keccakx4_set_max_level(int level)
+{
+    max_level = level < 0 ? 0 : level > 2 ? 2 : level;
 }
 
 void qv_keccak_f1600_x4(qv_keccakx4 *st)
 {
 #ifdef QV_HAVE_AVX2_CODE
+    if (uses_avx512vl()) {
+        keccakx4_avx512vl(st);
+        return;
+    }
     if (qv_keccakx4_uses_avx2()) {
         keccakx4_avx2(st);
         return;
@@ -152,4 +218,54 @@ void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const o
             for (unsigned i = 0; i < rate / 8; i++)
                 store64_le(out[l] + b * rate + 8 * i, st->s[i][l]);
     }
+}
+
+int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
+                           const size_t len[4], uint8_t *const out[4], size_t outlen)
+{
+    /* Every lane must end its absorbing (the padded block) at the same permutation. */
+    const size_t nblocks = len[0] / rate + 1;
+    for (int l = 1; l < 4; l++)
+        if (len[l] / rate + 1 != nblocks)
+            return -1;
+    qv_keccakx4 st;
+    uint8_t block[4][200];
+    memset(&st, 0, sizeof st);
+    for (size_t b = 0; b + 1 < nblocks; b++) {
+        for (int l = 0; l < 4; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                st.s[i][l] ^= load64_le(in[l] + b * rate + 8 * i);
+        qv_keccak_f1600_x4(&st);
+    }
+    for (int l = 0; l < 4; l++) { /* the last partial block with pad10*1 */
+        size_t off = (nblocks - 1) * rate;
+        memset(block[l], 0, rate);
+        memcpy(block[l], in[l] + off, len[l] - off);
+        block[l][len[l] - off] ^= suffix[l];
+        block[l][rate - 1] ^= 0x80;
+        for (unsigned i = 0; i < rate / 8; i++)
+            st.s[i][l] ^= load64_le(block[l] + 8 * i);
+    }
+    for (size_t done = 0; done < outlen; done += rate) {
+        size_t n = outlen - done < rate ? outlen - done : rate;
+        qv_keccak_f1600_x4(&st);
+        for (int l = 0; l < 4; l++) {
+            for (unsigned i = 0; i < (n + 7) / 8; i++)
+                store64_le(block[l] + 8 * i, st.s[i][l]);
+            memcpy(out[l] + done, block[l], n);
+        }
+    }
+    /* The inputs may be secret (J hashes z): clear the copies. */
+    memset(block, 0, sizeof block);
+    memset(&st, 0, sizeof st);
+    __asm__ __volatile__("" : : "r"(block), "r"(&st) : "memory");
+    return 0;
+}
+
+void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
+                      uint8_t *const out[4], size_t outlen)
+{
+    const uint8_t suffixes[4] = {suffix, suffix, suffix, suffix};
+    const size_t lens[4] = {len, len, len, len};
+    (void)qv_keccakx4_hash_lanes(rate, suffixes, in, lens, out, outlen);
 }

@@ -15,11 +15,14 @@ typedef struct qv_keccakx4 {
     _Alignas(32) uint64_t s[25][4];
 } qv_keccakx4;
 
-/* 1 when the AVX2 permutation is in use (CPU support and not disabled). */
+/* 1 when AVX2 code may run (CPU support and not switched off); AVX-512VL is used on top when
+ * the CPU has it too. */
 int qv_keccakx4_uses_avx2(void);
-/* Force the portable 4-lane path (enable = 0) or allow AVX2 again (enable = 1); for tests
- * and benchmarks comparing both paths. */
-void qv_keccakx4_allow_avx2(int enable);
+/* "avx512vl", "avx2" or "portable": which 4-lane permutation runs. */
+const char *qv_keccakx4_code_path(void);
+/* Cap the SIMD level: 0 portable, 1 AVX2, 2 AVX-512VL (default; CPUID still decides what
+ * runs). For tests and benchmarks comparing paths; process-wide. */
+void qv_keccakx4_set_max_level(int level);
 
 void qv_keccak_f1600_x4(qv_keccakx4 *st);
 /* Start four sponges from zero and absorb in[l] (len < rate bytes each, same len), with the
@@ -29,5 +32,16 @@ void qv_keccakx4_absorb_once(qv_keccakx4 *st, unsigned rate, uint8_t suffix,
 /* Permute and output rate bytes per lane, nblocks times: out[l] receives nblocks * rate. */
 void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const out[4],
                                 size_t nblocks);
+
+/* Four complete FIPS 202 hashes of four equal-length inputs: SHA3 (suffix 0x06) or SHAKE
+ * (0x1F) with the given rate; out[l] receives outlen bytes. */
+void qv_keccakx4_hash(unsigned rate, uint8_t suffix, const uint8_t *const in[4], size_t len,
+                      uint8_t *const out[4], size_t outlen);
+
+/* The same with a length and a suffix per lane, all with the same rate and output length.
+ * The lanes must need the same number of permutations to absorb (len / rate equal): -1
+ * otherwise, and nothing is computed. */
+int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
+                           const size_t len[4], uint8_t *const out[4], size_t outlen);
 
 #endif

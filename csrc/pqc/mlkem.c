@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "core/wipe.h"
+#include "pqc/keccak_x4.h"
 #include "pqc/mlkem/mlkem_internal.h"
 #include "quantavirt/errors.h"
 
@@ -27,36 +28,45 @@ static const mlkem_params *params_of(int level)
 
 /* ---- K-PKE ---- */
 
-/* polys[i] = SamplePolyCBD_eta[i](PRF_eta[i](seed, nonce0 + i)) for i < count, four PRFs per
- * 4-lane sponge. */
-static void sample_noise(mlkem_poly *const polys[], const unsigned etas[], unsigned count,
-                         const uint8_t seed[32], uint8_t nonce0)
+/* Keccak work goes through the 4-lane job runner (csrc/pqc/mlkem/symmetric.c): the matrix
+ * entries, the noise PRFs and, where they are independent, the long hashes run side by side. */
+
+/* k * k SampleNTT jobs for A_hat (A[i * k + j] from rho || j || i) or, transposed, A_hat^T. */
+static unsigned matrix_jobs(mlkem_job *jobs, uint8_t seeds[][34], mlkem_poly *a,
+                            const uint8_t rho[32], unsigned k, int transposed)
 {
-    uint8_t buf[4][3 * 64];
-    uint8_t *outs[4] = {buf[0], buf[1], buf[2], buf[3]};
-    for (unsigned g = 0; g < count; g += 4) {
-        uint8_t nonces[4];
-        unsigned max_eta = 2;
-        for (unsigned l = 0; l < 4; l++) {
-            nonces[l] = (uint8_t)(nonce0 + g + l); /* lanes past count are computed, unused */
-            if (g + l < count && etas[g + l] > max_eta)
-                max_eta = etas[g + l];
+    for (unsigned i = 0; i < k; i++) {
+        for (unsigned j = 0; j < k; j++) {
+            unsigned e = i * k + j;
+            memcpy(seeds[e], rho, 32);
+            seeds[e][32] = (uint8_t)(transposed ? i : j);
+            seeds[e][33] = (uint8_t)(transposed ? j : i);
+            mlkem_job_sample_ntt(&jobs[e], &a[e], seeds[e]);
         }
-        mlkem_prf_x4(outs, 64 * (size_t)max_eta, seed, nonces);
-        for (unsigned l = 0; l < 4 && g + l < count; l++)
-            mlkem_poly_cbd(polys[g + l], buf[l], etas[g + l]);
     }
-    qv_wipe(buf, sizeof buf);
+    return k * k;
+}
+
+/* count PRF jobs: PRF_eta[i](seed, i) into bufs[i] (64 * eta[i] bytes). */
+static unsigned noise_jobs(mlkem_job *jobs, uint8_t *nonces, uint8_t bufs[][3 * 64],
+                           const unsigned etas[], unsigned count, const uint8_t seed[32])
+{
+    for (unsigned i = 0; i < count; i++) {
+        nonces[i] = (uint8_t)i;
+        mlkem_job_hash(&jobs[i], 136, 0x1F, seed, 32, &nonces[i], 1, bufs[i], 64 * etas[i]);
+    }
+    return count;
 }
 
 /* Algorithm 13, K-PKE.KeyGen(d): ek_pke (384k + 32 bytes) and dk_pke (384k bytes). */
 static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, const uint8_t d[32])
 {
     const unsigned k = P->k;
-    uint8_t in[33], rho_sigma[64];
+    uint8_t in[33], rho_sigma[64], seeds[MLKEM_KMAX * MLKEM_KMAX][34];
+    uint8_t nonces[2 * MLKEM_KMAX], prf[2 * MLKEM_KMAX][3 * 64];
+    unsigned etas[2 * MLKEM_KMAX];
+    mlkem_job jobs[MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX];
     mlkem_poly a[MLKEM_KMAX * MLKEM_KMAX], s[MLKEM_KMAX], e[MLKEM_KMAX], t;
-    mlkem_poly *noise[2 * MLKEM_KMAX] = {0};
-    unsigned etas[2 * MLKEM_KMAX] = {0};
     const uint8_t *rho = rho_sigma, *sigma = rho_sigma + 32;
 
     memcpy(in, d, 32);
@@ -64,15 +74,15 @@ static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, con
     mlkem_hash_g(rho_sigma, in, sizeof in);
     MLKEM_DECLASSIFY(rho_sigma, 32); /* rho is published in ek */
 
-    mlkem_gen_matrix(a, rho, k, 0);
-    /* s[i] with nonce i, then e[i] with nonce k + i. */
+    /* A_hat, then s[i] with nonce i and e[i] with nonce k + i, in one run. */
+    for (unsigned i = 0; i < 2 * k; i++)
+        etas[i] = P->eta1;
+    unsigned n = matrix_jobs(jobs, seeds, a, rho, k, 0);
+    n += noise_jobs(jobs + n, nonces, prf, etas, 2 * k, sigma);
+    mlkem_run_jobs(jobs, n);
     for (unsigned i = 0; i < k; i++) {
-        noise[i] = &s[i];
-        noise[k + i] = &e[i];
-        etas[i] = etas[k + i] = P->eta1;
-    }
-    sample_noise(noise, etas, 2 * k, sigma, 0);
-    for (unsigned i = 0; i < k; i++) {
+        mlkem_poly_cbd(&s[i], prf[i], P->eta1);
+        mlkem_poly_cbd(&e[i], prf[k + i], P->eta1);
         mlkem_ntt(&s[i]);
         mlkem_ntt(&e[i]);
     }
@@ -88,59 +98,81 @@ static void kpke_keygen(const mlkem_params *P, uint8_t *ek, uint8_t *dk_pke, con
 
     qv_wipe(in, sizeof in);
     qv_wipe(rho_sigma, sizeof rho_sigma);
+    qv_wipe(prf, sizeof prf);
     qv_wipe(s, sizeof s);
     qv_wipe(e, sizeof e);
     qv_wipe(&t, sizeof t);
 }
 
-/* Algorithm 14, K-PKE.Encrypt(ek_pke, m, r); ek_pke has passed the modulus check or comes
- * from a dk that passed the hash check (decode12 reduces mod q either way). */
-static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
-                         const uint8_t m[32], const uint8_t r[32])
+/* Algorithm 14, K-PKE.Encrypt(ek_pke, m, r), in two halves so that its Keccak work can join
+ * other jobs: encrypt_jobs adds the noise PRFs (and A_hat^T unless at is ready),
+ * encrypt_finish does the arithmetic once they have run. ek_pke has passed the modulus check
+ * or comes from a dk that passed the hash check (decode12 reduces mod q either way). */
+typedef struct kpke_encrypt_state {
+    uint8_t seeds[MLKEM_KMAX * MLKEM_KMAX][34];
+    uint8_t nonces[2 * MLKEM_KMAX + 1];
+    uint8_t prf[2 * MLKEM_KMAX + 1][3 * 64]; /* secret: wiped by encrypt_finish */
+} kpke_encrypt_state;
+
+static unsigned kpke_encrypt_jobs(const mlkem_params *P, kpke_encrypt_state *st, mlkem_job *jobs,
+                                  const uint8_t *ek, const uint8_t r[32], mlkem_poly *at,
+                                  int at_ready)
 {
     const unsigned k = P->k;
-    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX], t_hat[MLKEM_KMAX], y[MLKEM_KMAX], e1[MLKEM_KMAX];
-    mlkem_poly u, v, e2, mu;
-    mlkem_poly *noise[2 * MLKEM_KMAX + 1] = {0};
-    unsigned etas[2 * MLKEM_KMAX + 1] = {0};
-
-    for (unsigned i = 0; i < k; i++)
-        (void)mlkem_poly_decode12(&t_hat[i], ek + MLKEM_POLY_BYTES * i);
-    mlkem_gen_matrix(at, ek + MLKEM_POLY_BYTES * k, k, 1);
-
+    unsigned etas[2 * MLKEM_KMAX + 1];
     /* y[i] with nonce i, e1[i] with nonce k + i, e2 with nonce 2k. */
     for (unsigned i = 0; i < k; i++) {
-        noise[i] = &y[i];
-        noise[k + i] = &e1[i];
         etas[i] = P->eta1;
         etas[k + i] = P->eta2;
     }
-    noise[2 * k] = &e2;
     etas[2 * k] = P->eta2;
-    sample_noise(noise, etas, 2 * k + 1, r, 0);
-    for (unsigned i = 0; i < k; i++)
+    unsigned n = at_ready ? 0 : matrix_jobs(jobs, st->seeds, at, ek + MLKEM_POLY_BYTES * k, k, 1);
+    return n + noise_jobs(jobs + n, st->nonces, st->prf, etas, 2 * k + 1, r);
+}
+
+static void kpke_encrypt_finish(const mlkem_params *P, kpke_encrypt_state *st, uint8_t *c,
+                                const uint8_t *ek, const uint8_t m[32], const mlkem_poly *at)
+{
+    const unsigned k = P->k;
+    mlkem_poly t_hat[MLKEM_KMAX], y[MLKEM_KMAX], u, v, e, mu;
+
+    for (unsigned i = 0; i < k; i++) {
+        (void)mlkem_poly_decode12(&t_hat[i], ek + MLKEM_POLY_BYTES * i);
+        mlkem_poly_cbd(&y[i], st->prf[i], P->eta1);
         mlkem_ntt(&y[i]);
+    }
     for (unsigned i = 0; i < k; i++) {
         /* u[i] = NTT^-1(sum_j A_hat^T[i][j] o y_hat[j]) + e1[i] */
+        mlkem_poly_cbd(&e, st->prf[k + i], P->eta2);
         mlkem_polyvec_basemul_acc(&u, &at[i * k], y, k);
         mlkem_invntt(&u);
-        mlkem_poly_add(&u, &u, &e1[i]);
+        mlkem_poly_add(&u, &u, &e);
         mlkem_poly_compress(c + 32 * P->du * i, &u, P->du);
     }
     /* v = NTT^-1(t_hat^T o y_hat) + e2 + Decompress_1(m) */
+    mlkem_poly_cbd(&e, st->prf[2 * k], P->eta2);
     mlkem_poly_from_msg(&mu, m);
     mlkem_polyvec_basemul_acc(&v, t_hat, y, k);
     mlkem_invntt(&v);
-    mlkem_poly_add(&v, &v, &e2);
+    mlkem_poly_add(&v, &v, &e);
     mlkem_poly_add(&v, &v, &mu);
     mlkem_poly_compress(c + 32 * P->du * k, &v, P->dv);
 
+    qv_wipe(st->prf, sizeof st->prf);
     qv_wipe(y, sizeof y);
-    qv_wipe(e1, sizeof e1);
-    qv_wipe(&e2, sizeof e2);
     qv_wipe(&u, sizeof u);
     qv_wipe(&v, sizeof v);
+    qv_wipe(&e, sizeof e);
     qv_wipe(&mu, sizeof mu);
+}
+
+static void kpke_encrypt(const mlkem_params *P, uint8_t *c, const uint8_t *ek,
+                         const uint8_t m[32], const uint8_t r[32], mlkem_poly *at, int at_ready)
+{
+    kpke_encrypt_state st;
+    mlkem_job jobs[MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1];
+    mlkem_run_jobs(jobs, kpke_encrypt_jobs(P, &st, jobs, ek, r, at, at_ready));
+    kpke_encrypt_finish(P, &st, c, ek, m, at);
 }
 
 /* Algorithm 15, K-PKE.Decrypt(dk_pke, c) -> m. */
@@ -180,40 +212,40 @@ static void keygen_internal(const mlkem_params *P, uint8_t *ek, uint8_t *dk, con
     memcpy(dk + pke + P->ek_bytes + 32, z, 32);
 }
 
-/* Algorithm 17: (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r). */
+/* Algorithm 17: (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r); h_ek = H(ek). */
 static void encaps_internal(const mlkem_params *P, uint8_t *c, uint8_t ss[32], const uint8_t *ek,
-                            const uint8_t m[32])
+                            const uint8_t m[32], const uint8_t h_ek[32], mlkem_poly *at,
+                            int at_ready)
 {
     uint8_t in[64], kr[64];
     memcpy(in, m, 32);
-    mlkem_hash_h(in + 32, ek, P->ek_bytes);
+    memcpy(in + 32, h_ek, 32);
     mlkem_hash_g(kr, in, sizeof in);
-    kpke_encrypt(P, c, ek, m, kr + 32);
+    kpke_encrypt(P, c, ek, m, kr + 32, at, at_ready);
     memcpy(ss, kr, 32);
     qv_wipe(in, sizeof in);
     qv_wipe(kr, sizeof kr);
 }
 
 /* Algorithm 18 with implicit rejection: when the re-encryption differs from c, the result is
- * K_bar = J(z || c), selected without a branch. */
+ * K_bar = J(z || c) (computed by the caller, k_bar), selected without a branch. */
 static void decaps_internal(const mlkem_params *P, uint8_t ss[32], const uint8_t *dk,
-                            const uint8_t *c)
+                            const uint8_t *c, const uint8_t k_bar[32], mlkem_poly *at,
+                            int at_ready)
 {
     const size_t pke = MLKEM_POLY_BYTES * P->k;
-    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes, *z = h + 32;
-    uint8_t in[64], kr[64], k_bar[32], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
+    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes;
+    uint8_t in[64], kr[64], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
 
     kpke_decrypt(P, in, dk, c);
     memcpy(in + 32, h, 32);
     mlkem_hash_g(kr, in, sizeof in);
-    mlkem_hash_j(k_bar, z, c, P->ct_bytes);
-    kpke_encrypt(P, c_prime, ek, in, kr + 32);
+    kpke_encrypt(P, c_prime, ek, in, kr + 32, at, at_ready);
     mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(c, c_prime, P->ct_bytes));
     memcpy(ss, kr, 32);
 
     qv_wipe(in, sizeof in);
     qv_wipe(kr, sizeof kr);
-    qv_wipe(k_bar, sizeof k_bar);
     qv_wipe(c_prime, sizeof c_prime);
 }
 
@@ -229,13 +261,18 @@ static int ek_modulus_ok(const mlkem_params *P, const uint8_t *ek)
     return bad == 0;
 }
 
-/* Hash check: H(dk[384k : 768k + 32]) == dk[768k + 32 : 768k + 64]. Both are public. */
+/* Hash check: H(dk[384k : 768k + 32]) == dk[768k + 32 : 768k + 64], given h = that H(ek).
+ * Both sides are public. */
+static int dk_hash_matches(const mlkem_params *P, const uint8_t *dk, const uint8_t h[32])
+{
+    return mlkem_ct_differ(h, dk + MLKEM_POLY_BYTES * P->k + P->ek_bytes, 32) == 0;
+}
+
 static int dk_hash_ok(const mlkem_params *P, const uint8_t *dk)
 {
-    const size_t pke = MLKEM_POLY_BYTES * P->k;
     uint8_t h[32];
-    mlkem_hash_h(h, dk + pke, P->ek_bytes);
-    return mlkem_ct_differ(h, dk + pke + P->ek_bytes, 32) == 0;
+    mlkem_hash_h(h, dk + MLKEM_POLY_BYTES * P->k, P->ek_bytes);
+    return dk_hash_matches(P, dk, h);
 }
 
 static int get_random(uint8_t *buf, size_t len)
@@ -337,7 +374,14 @@ int qv_mlkem_encaps_derand(int level, const uint8_t *ek, size_t ek_len, const ui
     if (m_len != QV_MLKEM_MSG_BYTES || ct_len != P->ct_bytes ||
         ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
         return PQC_ERR_SIZE;
-    encaps_internal(P, ct, ss, ek, m);
+    /* H(ek) runs beside the k * k matrix entries on the 4-lane Keccak. */
+    uint8_t h_ek[32], seeds[MLKEM_KMAX * MLKEM_KMAX][34];
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX];
+    mlkem_job jobs[1 + MLKEM_KMAX * MLKEM_KMAX];
+    mlkem_job_hash(&jobs[0], 136, 0x06, ek, P->ek_bytes, NULL, 0, h_ek, 32);
+    unsigned n = 1 + matrix_jobs(jobs + 1, seeds, at, ek + MLKEM_POLY_BYTES * P->k, P->k, 1);
+    mlkem_run_jobs(jobs, n);
+    encaps_internal(P, ct, ss, ek, m, h_ek, at, 1);
     return 0;
 }
 
@@ -355,18 +399,56 @@ int qv_mlkem_encaps(int level, const uint8_t *ek, size_t ek_len, uint8_t *ct, si
 int qv_mlkem_decaps(int level, const uint8_t *dk, size_t dk_len, const uint8_t *ct,
                     size_t ct_len, uint8_t *ss, size_t ss_len)
 {
-    int rc = qv_mlkem_check_secret_key(level, dk, dk_len);
-    if (rc != 0)
-        return rc;
     const mlkem_params *P = params_of(level);
-    if (ct == NULL || ss == NULL)
+    if (P == NULL)
+        return PQC_ERR_ALGORITHM;
+    if (dk == NULL || ct == NULL || ss == NULL)
         return QV_ERR_INVAL;
-    if (ct_len != P->ct_bytes)
+    if (dk_len != P->dk_bytes || ct_len != P->ct_bytes || ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
         return PQC_ERR_SIZE;
-    if (ss_len != QV_MLKEM_SHARED_SECRET_BYTES)
-        return PQC_ERR_SIZE;
-    decaps_internal(P, ss, dk, ct);
-    return 0;
+
+    /* Decrypt and G come first (they need only dk_pke, c and the stored h); then the hash
+     * check's H(ek), the rejection key J(z || c), A_hat^T and the noise of the re-encryption
+     * are independent Keccak work for one run of the 4-lane job runner. Nothing is returned
+     * unless the hash check passes. */
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    const uint8_t *ek = dk + pke, *h_stored = ek + P->ek_bytes;
+    uint8_t h[32], k_bar[32], in[64], kr[64], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX];
+    kpke_encrypt_state st;
+    mlkem_job jobs[2 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1];
+
+    kpke_decrypt(P, in, dk, ct);
+    memcpy(in + 32, h_stored, 32);
+    mlkem_hash_g(kr, in, sizeof in);
+    mlkem_job_hash(&jobs[0], 136, 0x06, ek, P->ek_bytes, NULL, 0, h, 32);
+    mlkem_job_hash(&jobs[1], 136, 0x1F, dk + P->dk_bytes - 32, 32, ct, P->ct_bytes, k_bar, 32);
+    unsigned n = 2 + kpke_encrypt_jobs(P, &st, jobs + 2, ek, kr + 32, at, 0);
+    mlkem_run_jobs(jobs, n);
+    kpke_encrypt_finish(P, &st, c_prime, ek, in, at);
+    mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(ct, c_prime, P->ct_bytes));
+
+    int rc = PQC_ERR_KEY;
+    if (dk_hash_matches(P, dk, h)) {
+        memcpy(ss, kr, 32);
+        rc = 0;
+    }
+    qv_wipe(in, sizeof in);
+    qv_wipe(kr, sizeof kr);
+    qv_wipe(k_bar, sizeof k_bar);
+    qv_wipe(c_prime, sizeof c_prime);
+    return rc;
+}
+
+/* The batches work in groups of four so that the long hashes (H(ek) for keygen, encaps and
+ * the dk hash check, J(z || c) for decaps) run four at a time on the 4-lane Keccak. Lanes past
+ * the end of a short group repeat item 0 of the group; their results are dropped. */
+#define GROUP 4
+
+static void hash_h_x4(const mlkem_params *P, uint8_t out[GROUP][32], const uint8_t *const ek[GROUP])
+{
+    uint8_t *outs[GROUP] = {out[0], out[1], out[2], out[3]};
+    qv_keccakx4_hash(136, 0x06, ek, P->ek_bytes, outs, 32);
 }
 
 int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
@@ -376,13 +458,31 @@ int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (eks == NULL || dks == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_keygen(level, eks + i * P->ek_bytes, P->ek_bytes,
-                                 dks + i * P->dk_bytes, P->dk_bytes);
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    uint8_t seeds[GROUP][QV_MLKEM_SEED_BYTES], h[GROUP][32];
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *ek[GROUP];
+        rc = get_random(seeds[0], cnt * QV_MLKEM_SEED_BYTES);
         if (rc != 0)
-            return rc;
+            break;
+        for (size_t l = 0; l < GROUP; l++) {
+            size_t i = g + (l < cnt ? l : 0);
+            uint8_t *ek_i = eks + i * P->ek_bytes, *dk_i = dks + i * P->dk_bytes;
+            if (l < cnt) {
+                kpke_keygen(P, ek_i, dk_i, seeds[l]);
+                memcpy(dk_i + pke, ek_i, P->ek_bytes);
+                memcpy(dk_i + pke + P->ek_bytes + 32, seeds[l] + 32, 32);
+            }
+            ek[l] = ek_i;
+        }
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++)
+            memcpy(dks + (g + l) * P->dk_bytes + pke + P->ek_bytes, h[l], 32);
     }
-    return 0;
+    qv_wipe(seeds, sizeof seeds);
+    return rc;
 }
 
 int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts, uint8_t *sss,
@@ -393,17 +493,32 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (eks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_encaps(level, eks + i * P->ek_bytes, P->ek_bytes, cts + i * P->ct_bytes,
-                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
-                                 QV_MLKEM_SHARED_SECRET_BYTES);
-        if (rc != 0) {
-            if (bad_index)
-                *bad_index = i;
-            return rc;
+    uint8_t m[GROUP][QV_MLKEM_MSG_BYTES], h[GROUP][32];
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX]; /* scratch for each item's A_hat^T */
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *ek[GROUP];
+        for (size_t l = 0; l < GROUP; l++) {
+            ek[l] = eks + (g + (l < cnt ? l : 0)) * P->ek_bytes;
+            if (l < cnt && !ek_modulus_ok(P, ek[l])) {
+                if (bad_index)
+                    *bad_index = g + l;
+                rc = PQC_ERR_KEY;
+                break;
+            }
         }
+        if (rc == 0)
+            rc = get_random(m[0], cnt * QV_MLKEM_MSG_BYTES);
+        if (rc != 0)
+            break;
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++)
+            encaps_internal(P, cts + (g + l) * P->ct_bytes, sss + (g + l) * 32, ek[l], m[l], h[l],
+                            at, 0);
     }
-    return 0;
+    qv_wipe(m, sizeof m);
+    return rc;
 }
 
 int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t *cts,
@@ -414,20 +529,71 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (dks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = qv_mlkem_decaps(level, dks + i * P->dk_bytes, P->dk_bytes, cts + i * P->ct_bytes,
-                                 P->ct_bytes, sss + i * QV_MLKEM_SHARED_SECRET_BYTES,
-                                 QV_MLKEM_SHARED_SECRET_BYTES);
-        if (rc != 0) {
-            if (bad_index)
-                *bad_index = i;
-            return rc;
+    const size_t pke = MLKEM_POLY_BYTES * P->k;
+    /* J's input z || c per lane, built contiguously for the 4-lane sponge. */
+    uint8_t zc[GROUP][32 + QV_MLKEM1024_CIPHERTEXT_BYTES];
+    uint8_t h[GROUP][32], k_bar[GROUP][32];
+    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX];
+    uint8_t *k_bars[GROUP] = {k_bar[0], k_bar[1], k_bar[2], k_bar[3]};
+    const uint8_t *zcs[GROUP] = {zc[0], zc[1], zc[2], zc[3]};
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
+        size_t cnt = n - g < GROUP ? n - g : GROUP;
+        const uint8_t *dk[GROUP], *ek[GROUP];
+        for (size_t l = 0; l < GROUP; l++) {
+            size_t i = g + (l < cnt ? l : 0);
+            dk[l] = dks + i * P->dk_bytes;
+            ek[l] = dk[l] + pke;
+            memcpy(zc[l], dk[l] + P->dk_bytes - 32, 32);
+            memcpy(zc[l] + 32, cts + i * P->ct_bytes, P->ct_bytes);
         }
+        hash_h_x4(P, h, ek);
+        for (size_t l = 0; l < cnt; l++) {
+            if (!dk_hash_matches(P, dk[l], h[l])) {
+                if (bad_index)
+                    *bad_index = g + l;
+                rc = PQC_ERR_KEY;
+                break;
+            }
+        }
+        if (rc != 0)
+            break;
+        qv_keccakx4_hash(136, 0x1F, zcs, 32 + P->ct_bytes, k_bars, 32);
+        for (size_t l = 0; l < cnt; l++)
+            decaps_internal(P, sss + (g + l) * 32, dk[l], cts + (g + l) * P->ct_bytes, k_bar[l],
+                            at, 0);
     }
-    return 0;
+    qv_wipe(zc, sizeof zc);
+    qv_wipe(k_bar, sizeof k_bar);
+    return rc;
 }
 
 const char *qv_mlkem_code_path(void)
 {
-    return "portable";
+    /* The NTT side is AVX2; the Keccak side adds AVX-512VL when the CPU has it. */
+    if (!mlkem_use_avx2())
+        return "portable";
+    return strcmp(qv_keccakx4_code_path(), "avx512vl") == 0 ? "avx512vl" : "avx2";
+}
+
+int qv_mlkem_select_code_path(const char *path)
+{
+    static const char *const names[] = {"portable", "avx2", "avx512vl"};
+    if (path == NULL)
+        return QV_ERR_INVAL;
+    if (strcmp(path, "auto") == 0) {
+        qv_keccakx4_set_max_level(2);
+        return 0;
+    }
+    for (int level = 0; level < 3; level++) {
+        if (strcmp(path, names[level]) == 0) {
+            qv_keccakx4_set_max_level(level);
+            if (strcmp(qv_mlkem_code_path(), path) != 0) {
+                qv_keccakx4_set_max_level(2);
+                return QV_ERR_NOTSUP;
+            }
+            return 0;
+        }
+    }
+    return QV_ERR_INVAL;
 }

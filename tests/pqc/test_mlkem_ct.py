@@ -27,8 +27,8 @@ def ct_program() -> Path:
         ["cmake", "-S", str(ROOT), "-B", str(BUILD), "-DQV_BUILD_PYTHON=OFF",
          "-DQV_BUILD_C_TESTS=ON", "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_C_FLAGS=-DQV_CT_CHECK -g"],
         check=True, capture_output=True, text=True)
-    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "test_mlkem_ct"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "test_mlkem_ct",
+                    "--target", "test_keccak_x4"], check=True, capture_output=True, text=True)
     return BUILD / "test_mlkem_ct"
 
 
@@ -50,6 +50,9 @@ def test_no_secret_dependent_branches_or_indices(ct_program: Path) -> None:
     assert error_count(run.stderr) == 0, run.stderr
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("OK")
+    assert "code path portable" in run.stdout
+    if "avx2" in Path("/proc/cpuinfo").read_text():
+        assert "code path avx2" in run.stdout
     for level in (512, 768, 1024):
         assert f"ML-KEM-{level}: keygen, encaps, decaps and implicit rejection done" in run.stdout
 
@@ -60,3 +63,13 @@ def test_checker_catches_a_secret_branch(ct_program: Path) -> None:
     assert error_count(run.stderr) > 0
     assert "Conditional jump or move depends on uninitialised value" in run.stderr
     assert run.returncode == 99
+
+
+def test_keccak_x4_equals_reference(ct_program: Path) -> None:
+    """tests/c/test_keccak_x4.c: the unrolled and 4-lane permutations (every SIMD path the
+    CPU has) against the reference qv_keccak_f1600, and 4-lane SHAKE128 against qv_shake128."""
+    run = subprocess.run([str(ct_program.with_name("test_keccak_x4"))], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "4-lane path portable checked" in run.stdout
+    assert run.stdout.strip().endswith("OK")

@@ -6,6 +6,8 @@ these most: OpenSSL through `cryptography` does not offer it."""
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -13,7 +15,25 @@ import cryptography_vectors
 import numpy as np
 import pytest
 
+from quantavirt._ffi import lib
+from quantavirt.errors import code_of
 from quantavirt.pqc import KEM
+
+PATHS = ["portable", "avx2", "avx512vl"]
+
+
+@pytest.fixture(params=PATHS)
+def code_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on each C code path this CPU has; back to the CPUID choice afterwards."""
+    rc = lib.qv_mlkem_select_code_path(request.param.encode())
+    try:
+        if rc == code_of("QV_ERR_NOTSUP"):
+            pytest.skip(f"this CPU lacks the {request.param} path")
+        assert rc == 0
+        assert KEM("ML-KEM-768").code_path == request.param
+        yield request.param
+    finally:
+        lib.qv_mlkem_select_code_path(b"auto")
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,7 @@ SIZES = {512: (800, 1632, 768), 768: (1184, 2400, 1088), 1024: (1568, 3168, 1568
 
 
 @pytest.mark.parametrize("level", [512, 768, 1024])
-def test_all_kat_vectors(level: int) -> None:
+def test_all_kat_vectors(level: int, code_path: str) -> None:
     vectors = load_kem_vectors(level)
     assert len(vectors) == 1000
     kem = KEM(f"ML-KEM-{level}")
@@ -84,7 +104,7 @@ def test_all_kat_vectors(level: int) -> None:
 
 
 @pytest.mark.parametrize("level", [512, 768, 1024])
-def test_kat_vectors_through_batches(level: int) -> None:
+def test_kat_vectors_through_batches(level: int, code_path: str) -> None:
     vectors = load_kem_vectors(level)[:64]
     kem = KEM(f"ML-KEM-{level}")
     sks = np.array([list(v.sk) for v in vectors], dtype=np.uint8)
@@ -95,3 +115,25 @@ def test_kat_vectors_through_batches(level: int) -> None:
     assert sss.shape == (64, 32)
     assert [bytes(r) for r in sss] == [v.ss for v in vectors]
     assert [bytes(r) for r in sss_n] == [v.ss_n for v in vectors]
+
+
+@pytest.mark.parametrize("level", [512, 768, 1024])
+def test_code_paths_agree_on_random_inputs(level: int) -> None:
+    """Portable and AVX2 paths give byte-identical keys, ciphertexts and secrets."""
+    if lib.qv_mlkem_select_code_path(b"avx2") != 0:
+        pytest.skip("this CPU lacks AVX2")
+    kem = KEM(f"ML-KEM-{level}")
+    try:
+        for _ in range(300):
+            seed, m = os.urandom(64), os.urandom(32)
+            results = []
+            for path in PATHS:
+                assert lib.qv_mlkem_select_code_path(path.encode()) == 0
+                pk, sk = kem.keygen(seed=seed)
+                ct, ss = kem.encaps(pk, m=m)
+                bad = bytes([ct[0] ^ 1]) + ct[1:]
+                results.append((pk, sk, ct, ss, kem.decaps(sk, ct), kem.decaps(sk, bad)))
+            assert all(r == results[0] for r in results)
+            assert results[0][3] == results[0][4]
+    finally:
+        lib.qv_mlkem_select_code_path(b"auto")

@@ -57,7 +57,12 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
 int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t *cts,
                           uint8_t *sss, size_t *bad_index);
 
-/* Which code path serves ML-KEM on this CPU: "portable" or "avx2". */
+/* Which code path serves ML-KEM on this CPU: "portable", "avx2" (AVX2 NTT and 4-lane Keccak)
+ * or "avx512vl" (the same with the AVX-512VL 4-lane Keccak). */
 const char *qv_mlkem_code_path(void);
+/* For tests and benchmarks comparing paths (process-wide, not for concurrent use): "auto"
+ * (the CPUID choice, the default), or one of the names above as the highest path allowed;
+ * QV_ERR_NOTSUP when this CPU cannot run that path (the choice then stays "auto"). */
+int qv_mlkem_select_code_path(const char *path);
 
 #endif

@@ -42,6 +42,13 @@ static inline int16_t mlkem_barrett_reduce(int16_t a)
     return (int16_t)(a - t * MLKEM_Q);
 }
 
+/* zeta^BitRev7(i) * 2^16 mod q and gamma_i = zeta^(2 BitRev7(i) + 1) * 2^16 mod q, centred. */
+extern const int16_t mlkem_zetas[128];
+extern const int16_t mlkem_gammas[128];
+
+/* 1 when the AVX2 code paths serve ML-KEM (CPUID has AVX2 and they are not switched off). */
+int mlkem_use_avx2(void);
+
 /* NTT (FIPS 203 Algorithm 9) in place; input |c| < q, output reduced. */
 void mlkem_ntt(mlkem_poly *p);
 /* NTT^-1 (Algorithm 10) in place; input reduced, output times the Montgomery factor R = 2^16
@@ -50,7 +57,12 @@ void mlkem_invntt(mlkem_poly *p);
 /* r = sum_i a[i] o b[i] (MultiplyNTTs, Algorithm 11) for i < k, times R^-1, reduced. */
 void mlkem_polyvec_basemul_acc(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
                                unsigned k);
-/* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), reduced. */
+/* The AVX2 versions (ntt_avx2.c); only call them when mlkem_use_avx2(). */
+void mlkem_ntt_avx2(mlkem_poly *p);
+void mlkem_invntt_avx2(mlkem_poly *p);
+void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
+                                    unsigned k);
+/* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), |result| < q. */
 void mlkem_poly_tomont(mlkem_poly *p);
 void mlkem_poly_reduce(mlkem_poly *p);
 void mlkem_poly_add(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b);
@@ -68,25 +80,42 @@ void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d);
 /* Decompress_1(ByteDecode_1(m)) and ByteEncode_1(Compress_1(p)). */
 void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32]);
 void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
+/* AVX2 helpers (poly_avx2.c), only when mlkem_use_avx2(): coefficients to [0, q); the
+ * Compress_d values (d <= 11) before packing; Decompress_d of unpacked values. */
+void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p);
+void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
+void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N], unsigned d);
 /* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).
  * Returns the new count. */
 unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
+/* Its AVX2 bulk (rej_avx2.c): returns count | (bytes consumed << 16); len < 2^15. */
+unsigned mlkem_rej_uniform_avx2(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len);
 
-/* ---- hashing (symmetric.c): the FIPS 203 functions H, G, J, PRF and XOF ---- */
+/* ---- hashing (symmetric.c): H and G alone; J, PRF and XOF run as 4-lane jobs ---- */
 void mlkem_hash_h(uint8_t out[32], const uint8_t *in, size_t len);
 void mlkem_hash_g(uint8_t out[64], const uint8_t *in, size_t len);
-/* J(z || c) = SHAKE256(z || c, 32 bytes), the implicit-rejection key. */
-void mlkem_hash_j(uint8_t out[32], const uint8_t z[32], const uint8_t *c, size_t clen);
-/* PRF_eta(s, b) = SHAKE256(s || b, 64 * eta bytes). */
-void mlkem_prf(uint8_t *out, size_t outlen, const uint8_t s[32], uint8_t b);
-/* Four PRF outputs of outlen <= 272 bytes for four nonces, in one 4-lane sponge. */
-void mlkem_prf_x4(uint8_t *const out[4], size_t outlen, const uint8_t s[32],
-                  const uint8_t nonce[4]);
-/* The k x k matrix A_hat from rho (Algorithm 13 lines 3-7), A[i * k + j] = SampleNTT(rho||j||i);
- * transposed: A[i * k + j] = SampleNTT(rho||i||j), i.e. A_hat^T. Coefficients in [0, q). */
-void mlkem_gen_matrix(mlkem_poly *a, const uint8_t rho[32], unsigned k, int transposed);
+/* A Keccak job for the 4-lane runner: a sponge (rate 136 or 168, domain suffix) over
+ * in || in2, either hashing to out[0..outlen) or, with poly set, SampleNTT into poly. */
+typedef struct mlkem_job {
+    unsigned rate;
+    uint8_t suffix;
+    const uint8_t *in, *in2;
+    size_t inlen, in2len;
+    uint8_t *out;
+    size_t outlen;
+    mlkem_poly *poly;
+    unsigned ctr; /* SampleNTT progress */
+} mlkem_job;
+
+/* Runs all jobs on the 4-lane permutation, each lane taking the next job as soon as its
+ * current one ends, so lanes stay busy even when jobs differ in length. Which job runs when
+ * depends on public data only (lengths and SampleNTT's rejections on the public rho). */
+void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs);
+void mlkem_job_sample_ntt(mlkem_job *j, mlkem_poly *p, const uint8_t seed34[34]);
+void mlkem_job_hash(mlkem_job *j, unsigned rate, uint8_t suffix, const uint8_t *in, size_t inlen,
+                    const uint8_t *in2, size_t in2len, uint8_t *out, size_t outlen);
 
 /* Declassification for the constant-time check (tests/c/test_mlkem_ct.c): built with
  * -DQV_CT_CHECK, values that are secret-derived but public by design (rho, which is part of

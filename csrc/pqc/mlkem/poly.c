@@ -6,6 +6,10 @@
 
 #include "pqc/mlkem/mlkem_internal.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MLKEM_AVX2_BUILT 1
+#endif
+
 /* Reduced (or any |a| < 2^15) coefficient -> its representative in [0, q), branch-free. */
 static inline uint16_t to_unsigned(int16_t a)
 {
@@ -16,8 +20,16 @@ static inline uint16_t to_unsigned(int16_t a)
 
 void mlkem_poly_encode12(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p)
 {
+    uint16_t v[MLKEM_N];
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2())
+        mlkem_poly_to_unsigned_avx2(v, p);
+    else
+#endif
+        for (unsigned i = 0; i < MLKEM_N; i++)
+            v[i] = to_unsigned(p->c[i]);
     for (unsigned i = 0; i < MLKEM_N / 2; i++) {
-        uint16_t t0 = to_unsigned(p->c[2 * i]), t1 = to_unsigned(p->c[2 * i + 1]);
+        uint16_t t0 = v[2 * i], t1 = v[2 * i + 1];
         out[3 * i] = (uint8_t)t0;
         out[3 * i + 1] = (uint8_t)((t0 >> 8) | (t1 << 4));
         out[3 * i + 2] = (uint8_t)(t1 >> 4);
@@ -58,53 +70,130 @@ static inline int16_t decompress(uint32_t y, unsigned d)
     return (int16_t)((y * MLKEM_Q + (1u << (d - 1))) >> d);
 }
 
-/* Bit packing of 256 d-bit values, least significant bit first (ByteEncode_d). */
-static void pack_bits(uint8_t *out, const uint16_t *v, unsigned d)
+/* Bit packing of 256 d-bit values, least significant bit first (ByteEncode_d): groups of 8
+ * values are exactly d bytes (4 values d / 2 bytes for even d). Always inlined and called with
+ * a constant d, so each width gets straight-line code (a 128-bit accumulator for d = 11). */
+#if defined(__SIZEOF_INT128__)
+typedef unsigned __int128 pack_acc;
+#else
+typedef uint64_t pack_acc; /* only d <= 8 fits; wider d take the bytewise loop below */
+#endif
+
+__attribute__((always_inline)) static inline void pack_bits(uint8_t *out, const uint16_t *v,
+                                                            unsigned d)
 {
-    uint64_t acc = 0;
+    if (d % 2 == 0) { /* 4 values = d / 2 bytes <= 6: a 64-bit accumulator is enough */
+        for (unsigned g = 0; g < MLKEM_N / 4; g++) {
+            uint64_t acc = 0;
+            for (unsigned j = 0; j < 4; j++)
+                acc |= (uint64_t)v[4 * g + j] << (d * j);
+            for (unsigned b = 0; b < d / 2; b++)
+                out[d / 2 * g + b] = (uint8_t)(acc >> (8 * b));
+        }
+        return;
+    }
+    if (8 * d <= 8 * sizeof(pack_acc)) {
+        for (unsigned g = 0; g < MLKEM_N / 8; g++) {
+            pack_acc acc = 0;
+            for (unsigned j = 0; j < 8; j++)
+                acc |= (pack_acc)v[8 * g + j] << (d * j);
+            for (unsigned b = 0; b < d; b++)
+                out[d * g + b] = (uint8_t)(acc >> (8 * b));
+        }
+        return;
+    }
+    uint32_t acc = 0;
     unsigned nbits = 0;
     size_t o = 0;
     for (unsigned i = 0; i < MLKEM_N; i++) {
-        acc |= (uint64_t)v[i] << nbits;
-        nbits += d;
-        while (nbits >= 8) {
+        acc |= (uint32_t)v[i] << nbits;
+        for (nbits += d; nbits >= 8; nbits -= 8, acc >>= 8)
             out[o++] = (uint8_t)acc;
-            acc >>= 8;
-            nbits -= 8;
-        }
     }
 }
 
-static void unpack_bits(uint16_t *v, const uint8_t *in, unsigned d)
+__attribute__((always_inline)) static inline void unpack_bits(uint16_t *v, const uint8_t *in,
+                                                              unsigned d)
 {
-    uint64_t acc = 0;
+    if (d % 2 == 0) {
+        for (unsigned g = 0; g < MLKEM_N / 4; g++) {
+            uint64_t acc = 0;
+            for (unsigned b = 0; b < d / 2; b++)
+                acc |= (uint64_t)in[d / 2 * g + b] << (8 * b);
+            for (unsigned j = 0; j < 4; j++)
+                v[4 * g + j] = (uint16_t)((acc >> (d * j)) & ((1u << d) - 1));
+        }
+        return;
+    }
+    if (8 * d <= 8 * sizeof(pack_acc)) {
+        for (unsigned g = 0; g < MLKEM_N / 8; g++) {
+            pack_acc acc = 0;
+            for (unsigned b = 0; b < d; b++)
+                acc |= (pack_acc)in[d * g + b] << (8 * b);
+            for (unsigned j = 0; j < 8; j++)
+                v[8 * g + j] = (uint16_t)((acc >> (d * j)) & ((1u << d) - 1));
+        }
+        return;
+    }
+    uint32_t acc = 0;
     unsigned nbits = 0;
     size_t pos = 0;
     for (unsigned i = 0; i < MLKEM_N; i++) {
-        while (nbits < d) {
-            acc |= (uint64_t)in[pos++] << nbits;
-            nbits += 8;
-        }
+        for (; nbits < d; nbits += 8)
+            acc |= (uint32_t)in[pos++] << nbits;
         v[i] = (uint16_t)(acc & ((1u << d) - 1));
         acc >>= d;
         nbits -= d;
     }
 }
 
-void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d)
+__attribute__((always_inline)) static inline void compress_d(uint8_t *out, const mlkem_poly *p,
+                                                             unsigned d)
 {
     uint16_t v[MLKEM_N];
-    for (unsigned i = 0; i < MLKEM_N; i++)
-        v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2())
+        mlkem_poly_compress_values_avx2(v, p, d);
+    else
+#endif
+        for (unsigned i = 0; i < MLKEM_N; i++)
+            v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
     pack_bits(out, v, d);
+}
+
+__attribute__((always_inline)) static inline void decompress_d(mlkem_poly *p, const uint8_t *in,
+                                                               unsigned d)
+{
+    uint16_t v[MLKEM_N];
+    unpack_bits(v, in, d);
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2()) {
+        mlkem_poly_decompress_values_avx2(p, v, d);
+        return;
+    }
+#endif
+    for (unsigned i = 0; i < MLKEM_N; i++)
+        p->c[i] = decompress(v[i], d);
+}
+
+void mlkem_poly_compress(uint8_t *out, const mlkem_poly *p, unsigned d)
+{
+    switch (d) { /* the FIPS 203 widths: du in {10, 11}, dv in {4, 5} */
+    case 4: compress_d(out, p, 4); break;
+    case 5: compress_d(out, p, 5); break;
+    case 10: compress_d(out, p, 10); break;
+    default: compress_d(out, p, 11); break;
+    }
 }
 
 void mlkem_poly_decompress(mlkem_poly *p, const uint8_t *in, unsigned d)
 {
-    uint16_t v[MLKEM_N];
-    unpack_bits(v, in, d);
-    for (unsigned i = 0; i < MLKEM_N; i++)
-        p->c[i] = decompress(v[i], d);
+    switch (d) {
+    case 4: decompress_d(p, in, 4); break;
+    case 5: decompress_d(p, in, 5); break;
+    case 10: decompress_d(p, in, 10); break;
+    default: decompress_d(p, in, 11); break;
+    }
 }
 
 void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32])
@@ -117,10 +206,18 @@ void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32])
 
 void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p)
 {
+    uint16_t v[MLKEM_N];
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2())
+        mlkem_poly_compress_values_avx2(v, p, 1);
+    else
+#endif
+        for (unsigned i = 0; i < MLKEM_N; i++)
+            v[i] = (uint16_t)compress(to_unsigned(p->c[i]), 1);
     for (unsigned i = 0; i < 32; i++) {
         uint8_t byte = 0;
         for (unsigned j = 0; j < 8; j++)
-            byte |= (uint8_t)(compress(to_unsigned(p->c[8 * i + j]), 1) << j);
+            byte |= (uint8_t)(v[8 * i + j] << j);
         m[i] = byte;
     }
 }
@@ -163,6 +260,14 @@ void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta)
 unsigned mlkem_rej_uniform(int16_t *c, unsigned ctr, const uint8_t *buf, size_t len)
 {
     size_t pos = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (mlkem_use_avx2()) {
+        /* The AVX2 bulk returns the new count and, in the upper bits, the bytes it used. */
+        unsigned r = mlkem_rej_uniform_avx2(c, ctr, buf, len);
+        ctr = r & 0xffff;
+        pos = r >> 16;
+    }
+#endif
     /* While two more values always fit, store unconditionally and advance by the acceptance
      * bit: no unpredictable branch (rho is public, this is about speed, not secrecy). */
     while (ctr + 2 <= MLKEM_N && pos + 3 <= len) {
