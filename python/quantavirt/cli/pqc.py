@@ -13,7 +13,8 @@ from quantavirt._ffi import c_string, lib
 
 KEMS = ("ML-KEM-512", "ML-KEM-768", "ML-KEM-1024")
 SIGS = ("ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
-_PATH_NAMES = {"portable": "portable", "avx2": "AVX2", "avx512": "AVX-512", "avx-512": "AVX-512"}
+_PATH_NAMES = {"portable": "portable", "avx2": "AVX2", "avx512": "AVX-512", "avx-512": "AVX-512",
+               "avx512vl": "AVX-512", "avx2+avx512": "AVX-512"}
 
 
 def register(subparsers: Any) -> None:

@@ -6,17 +6,7 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from quantavirt.pqc.kem import KEM
+from quantavirt.pqc.signature import Signature
 
-try:  # each algorithm family lives in its own module
-    from quantavirt.pqc.kem import KEM  # noqa: F401
-
-    __all__.append("KEM")
-except ImportError:  # pragma: no cover - during bring-up only
-    pass
-try:
-    from quantavirt.pqc.signature import Signature  # noqa: F401
-
-    __all__.append("Signature")
-except ImportError:  # pragma: no cover - during bring-up only
-    pass
+__all__ = ["KEM", "Signature"]
