@@ -172,3 +172,70 @@ def kill_runners(home: Path) -> None:
                 os.kill(int(pid), 9)
             except OSError:
                 pass
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    raw: bytes
+
+    @property
+    def error_name(self) -> str | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
+            return self.body["error"].get("name")  # type: ignore[no-any-return]
+        return None
+
+
+class Api:
+    """Plain HTTP/1.1 client (stdlib http.client) for one daemon, over its Unix socket or TCP."""
+
+    def __init__(self, daemon: Daemon, transport: str) -> None:
+        self.daemon = daemon
+        self.transport = transport
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                token: str | None = "default", timeout: float = 120.0) -> Reply:
+        import http.client
+
+        from quantavirt.api.client import UnixHTTPConnection
+
+        if self.transport == "unix":
+            conn: http.client.HTTPConnection = UnixHTTPConnection(str(self.daemon.socket),
+                                                                   timeout)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=timeout)
+        headers = {}
+        if token == "default":
+            token = self.daemon.token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                            else None)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, "/api/v1" + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+        finally:
+            conn.close()
+        try:
+            value = json.loads(payload) if payload else None
+        except ValueError:
+            value = None
+        return Reply(resp.status, value, payload)
+
+    def wait_state(self, name: str, want: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.request("GET", f"/vms/{name}")
+            if r.status == 200 and r.body["state"] == want:
+                return r.body  # type: ignore[no-any-return]
+            assert time.monotonic() < deadline, f"{name} never reached {want}: {r.body}"
+            time.sleep(0.1)
+
+
+@pytest.fixture(params=["unix", "tcp"])
+def api(request: pytest.FixtureRequest, daemon: Daemon) -> Api:
+    return Api(daemon, request.param)

@@ -148,7 +148,9 @@ def make_app(token: str, supervisor: Supervisor | None = None) -> web.Applicatio
         try:
             rec = await run(lifecycle.create, doc)
         except QVMultiError as e:
-            return error_response(e, 400)
+            # Only a name in use: a conflict; anything else wrong with the config: 400.
+            taken = all(i.name == "QV_ERR_EXIST" for i in e.items)
+            return error_response(e, 409 if taken else 400)
         return web.json_response(rec, status=201)
 
     async def show_vm(request: web.Request) -> web.Response:
