@@ -35,6 +35,15 @@ LIVE_STATES = ("RUNNING", "PAUSED")
 SpawnHook = Callable[[str, "subprocess.Popen[bytes]"], None]
 
 
+#: Set by the daemon: the exit reason ("was killed by signal 9") of a runner pid it started
+#: (it reaps it), or None for a process it does not know.
+exit_detail_hook: Callable[[int], str | None] | None = None
+
+
+def how_it_ended(code: int) -> str:
+    return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+
 def runner_alive(record: dict[str, Any]) -> bool:
     pid, started = record.get("pid"), record.get("pid_start")
     if not pid:
@@ -52,6 +61,8 @@ def reconcile(name: str, detail: str | None = None) -> dict[str, Any]:
         rec = records.read(name)
         if rec.get("state") not in LIVE_STATES or runner_alive(rec):
             return rec
+        if detail is None and exit_detail_hook is not None and rec.get("pid"):
+            detail = exit_detail_hook(int(rec["pid"]))
         why = detail or "ended unexpectedly"
         err = QVError("QV_ERR_INTERNAL", f"the VM process (pid {rec.get('pid')}) {why}")
         log("ERROR", SUBSYSTEM, f"VM {name}: {err.message}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hmac
 import os
 import secrets
@@ -20,6 +19,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,12 @@ def make_app(token: str, supervisor: Supervisor | None = None) -> web.Applicatio
     spawned = supervisor.adopt if supervisor else None
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def work() -> Any:
+            if supervisor is not None:
+                supervisor.sweep_children()
+            return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(None, work)
 
     async def body(request: web.Request, required: bool) -> Any:
         raw = await request.read()
@@ -236,26 +240,51 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
 
     def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
-        self.children[f"{name}/{proc.pid}"] = proc
+        with self.lock:
+            self.children[f"{name}/{proc.pid}"] = proc
+
+    def exit_detail(self, pid: int) -> str | None:
+        """How a runner this daemon started ended (it is dead or dying: reap it)."""
+        with self.lock:
+            found = [(k, p) for k, p in self.children.items() if p.pid == pid]
+        if not found:
+            return None
+        key, proc = found[0]
+        try:
+            code = proc.wait(2)
+        except subprocess.TimeoutExpired:
+            return None
+        with self.lock:
+            self.children.pop(key, None)
+        how = lifecycle.how_it_ended(code)
+        log("ERROR", "lifecycle", f"VM {key.rsplit('/', 1)[0]}: runner pid {pid} {how}")
+        return how
 
     def sweep(self) -> None:
-        for key, proc in list(self.children.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del self.children[key]
+        self.sweep_children()
+        for name in records.names():
+            with contextlib.suppress(QVError, OSError):
+                lifecycle.reconcile(name)
+
+    def sweep_children(self) -> None:
+        """Reap the runners this daemon started; a VM whose runner died gets the exact reason
+        (signal or status). Runs before every request too, so no reader sees a bare crash."""
+        with self.lock:
+            ended = [(k, p, p.poll()) for k, p in self.children.items()]
+            ended = [(k, p, c) for k, p, c in ended if c is not None]
+            for key, _, _ in ended:
+                del self.children[key]
+        for key, proc, code in ended:
+            assert code is not None
             name = key.rsplit("/", 1)[0]
-            how = (f"was killed by signal {-code}" if code < 0
-                   else f"exited with status {code}")
+            how = lifecycle.how_it_ended(code)
             with contextlib.suppress(QVError):
                 rec = lifecycle.reconcile(name, detail=how)
                 if rec.get("state") == "CRASHED":
                     log("ERROR", "lifecycle", f"VM {name}: runner pid {proc.pid} {how}")
-        for name in records.names():
-            with contextlib.suppress(QVError, OSError):
-                lifecycle.reconcile(name)
 
     async def watch(self, interval: float = 0.5) -> None:
         loop = asyncio.get_running_loop()
@@ -296,6 +325,7 @@ async def serve(socket_path: str, listen: str | None) -> None:
     sock = Path(socket_path)
     _prepare_socket(sock)
     supervisor = Supervisor()
+    lifecycle.exit_detail_hook = supervisor.exit_detail
     app = make_app(token, supervisor)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
