@@ -93,3 +93,25 @@ def test_daemon_restart_keeps_vms_and_states(daemon: Daemon, tmp_path: Path,
             assert api2.request("DELETE", f"/vms/{name}").status == 200
     finally:
         second.stop()
+
+
+def test_guest_failure_is_recorded(daemon: Daemon, make_config: Callable[..., dict[str, Any]],
+                                   guest: Callable[[str], Guest], test_guests_dir: Path) -> None:
+    """A guest that crashes ends its VM STOPPED with the QV error and a register dump in
+    vm.log; the daemon and the other VMs run on."""
+    api = Api(daemon, "unix")
+    _start_counters(api, make_config, guest("count"), test_guests_dir, ["bystander"])
+    shutil.copy(guest("crash").path, test_guests_dir / "faulty.bin")
+    api.request("POST", "/vms", make_config("faulty"))
+    assert api.request("POST", "/vms/faulty/start").status == 200
+    rec = api.wait_state("faulty", "STOPPED", timeout=30)
+    assert rec["last_exit"]["reason"] == "error"
+    assert rec["last_error"]["name"] == "QV_ERR_GUEST"
+    vm_log = (daemon.home / "vms" / "faulty" / "vm.log").read_text()
+    assert "[ERROR] quantavirt::kvm:" in vm_log and "RIP=" in vm_log
+    assert "[ERROR] quantavirt::lifecycle: VM faulty: QV_ERR_GUEST" in \
+        (daemon.home / "vms" / "faulty" / "runner.log").read_text()
+    assert api.request("GET", "/vms/bystander").body["state"] == "RUNNING"
+    assert daemon.proc.poll() is None
+    for name in ("faulty", "bystander"):
+        assert api.request("DELETE", f"/vms/{name}").status == 200

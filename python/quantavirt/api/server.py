@@ -330,15 +330,20 @@ async def serve(socket_path: str, listen: str | None) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is created 0600
+    where = [str(sock)]
     try:
         await web.UnixSite(runner, str(sock)).start()
+        if listen:
+            host, port = parse_listen(listen)
+            where.append(f"{host}:{port}")
+            await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        with contextlib.suppress(OSError):
+            sock.unlink()
+        raise QVError("QV_ERR_BUSY", f"cannot listen on {where[-1]}: {e.strerror}") from None
     finally:
         os.umask(old_umask)
-    where = [str(sock)]
-    if listen:
-        host, port = parse_listen(listen)
-        await web.TCPSite(runner, host, port).start()
-        where.append(f"{host}:{port}")
     log("INFO", SUBSYSTEM, f"serving {PREFIX} on {' and '.join(where)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
