@@ -50,6 +50,8 @@ COMMON_ERRORS = {"400": _err("malformed request (QV_ERR_INVAL)"),
 STATE_ERROR = {"409": _err("wrong state for this operation (QV_ERR_STATE) or busy")}
 NOT_IMPLEMENTED = {"501": _err("the feature has not landed yet (QV_ERR_NOTSUP)")}
 TIMEOUT = {"504": _err("the guest did not power off in time (QV_ERR_TIMEOUT)")}
+HOST_UNABLE = {"503": _err("the host cannot run the VM now (QV_ERR_NOVMX, QV_ERR_NODEV, "
+                           "QV_ERR_NOMEM)")}
 EMPTY_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object"}}}}
 
@@ -117,7 +119,8 @@ def document() -> dict[str, Any]:
                 "delete": {"summary": "destroy a VM (any state -> DESTROYED)",
                            "parameters": [NAME_PARAM],
                            "responses": {**_ok("the final record"), **COMMON_ERRORS}}},
-            "/vms/{name}/start": _action("start (CREATED/STOPPED/CRASHED -> RUNNING)"),
+            "/vms/{name}/start": _action("start (CREATED/STOPPED/CRASHED -> RUNNING)",
+                                         {**HOST_UNABLE, **NOT_IMPLEMENTED}),
             "/vms/{name}/stop": _action("stop: ACPI power button, or teardown with force",
                                         TIMEOUT, stop_body),
             "/vms/{name}/pause": _action("pause (RUNNING -> PAUSED)"),

@@ -41,7 +41,9 @@ TOKEN_FILE = "api-token"
 
 STATUS_BY_NAME = {"QV_ERR_INVAL": 400, "QV_ERR_PERM": 403, "QV_ERR_NOENT": 404,
                   "QV_ERR_EXIST": 409, "QV_ERR_STATE": 409, "QV_ERR_BUSY": 409,
-                  "QV_ERR_NOTSUP": 501, "QV_ERR_TIMEOUT": 504}
+                  "QV_ERR_NOTSUP": 501, "QV_ERR_TIMEOUT": 504,
+                  # the host cannot run the VM now (no KVM, missing capability, memory)
+                  "QV_ERR_NOVMX": 503, "QV_ERR_NODEV": 503, "QV_ERR_NOMEM": 503}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
