@@ -12,6 +12,7 @@ CRASHED with the reason in last_error. Every transition from the wrong state is 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import select
 import signal
@@ -163,8 +164,6 @@ def start(name: str, spawned: SpawnHook | None = None) -> dict[str, Any]:
 
 
 def _read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    import json
-
     data = b""
     deadline = time.monotonic() + START_TIMEOUT
     while not data.endswith(b"\n"):

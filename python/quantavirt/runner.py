@@ -315,22 +315,34 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    server: _Server | None = None
+    runner: Runner | None = None
     try:
         runner = Runner(args.name)
         sock = control_path(args.name)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
-        server = _Server(str(sock), _Handler)
+        old_umask = os.umask(0o177)  # the control socket is created 0600
+        try:
+            server = _Server(str(sock), _Handler)
+        finally:
+            os.umask(old_umask)
         server.runner = runner
-        os.chmod(sock, 0o600)
         runner.vm.start()
         records.update(args.name, state="RUNNING", pid=os.getpid(),
                        pid_start=proc_start_time(os.getpid()), started_at=records.now(),
                        last_error=None, last_exit=None)
-    except QVError as e:
+    except (QVError, OSError) as exc:
+        e = exc if isinstance(exc, QVError) else QVError("QV_ERR_IO", str(exc))
         log("ERROR", SUBSYSTEM, f"VM {args.name}: {e.name}: {e.message}")
-        with contextlib.suppress(QVError):
+        with contextlib.suppress(QVError, OSError):
             records.update(args.name, last_error=e.to_dict())
+        if server is not None:
+            server.server_close()
+            with contextlib.suppress(OSError):
+                control_path(args.name).unlink()
+        if runner is not None:
+            runner.vm.close()
         say({"error": e.to_dict()})
         return 1
     threading.Thread(target=server.serve_forever, name="qv-control", daemon=True).start()

@@ -115,3 +115,18 @@ def test_guest_failure_is_recorded(daemon: Daemon, make_config: Callable[..., di
     assert daemon.proc.poll() is None
     for name in ("faulty", "bystander"):
         assert api.request("DELETE", f"/vms/{name}").status == 200
+
+
+def test_sigterm_to_a_runner_stops_its_vm_cleanly(daemon: Daemon,
+                                                  make_config: Callable[..., dict[str, Any]],
+                                                  guest: Callable[[str], Guest],
+                                                  test_guests_dir: Path) -> None:
+    api = Api(daemon, "tcp")
+    pids = _start_counters(api, make_config, guest("count"), test_guests_dir, ["term"])
+    sock = daemon.home / "vms" / "term" / "control.sock"
+    assert sock.exists() and (sock.stat().st_mode & 0o777) == 0o600
+    os.kill(pids["term"], signal.SIGTERM)
+    rec = api.wait_state("term", "STOPPED", timeout=15)
+    assert rec["last_exit"] == {"reason": "stopped", "status": None}
+    assert rec["last_error"] is None
+    assert not sock.exists()
