@@ -98,3 +98,17 @@ def test_run_pause_stats_stop(mode_env: Any, tmp_path: Path, test_guests_dir: Pa
     assert r.returncode == 1 and r.stderr.startswith("Error: QV_ERR_TIMEOUT (-11)")
     assert "STOPPED" in cli(env, "stop", "c", "--force").stdout
     assert json.loads(cli(env, "show", "c", "--json").stdout)["state"] == "STOPPED"
+
+
+def test_stale_socket_falls_back_to_local(qv_home: Path, tmp_path: Path,
+                                          make_config: Callable[..., dict[str, Any]]) -> None:
+    """A socket file nobody answers on (a daemon that died) does not stop the CLI."""
+    import socket
+
+    stale = tmp_path / "stale.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()
+    env = dict(os.environ, QUANTAVIRT_HOME=str(qv_home), QUANTAVIRT_API_SOCKET=str(stale))
+    cli(env, "create", "--config", str(write(tmp_path / "s.json", make_config("s"))))
+    assert json.loads(cli(env, "list", "--json").stdout)["vms"][0]["name"] == "s"
