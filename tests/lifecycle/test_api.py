@@ -217,7 +217,11 @@ def test_running_vm_lifecycle(api: Api, make_config: Callable[..., dict[str, Any
     assert r.body["last_exit"]["reason"] == "stopped" and r.body["pid"] is None
     r = api.request("POST", "/vms/counter/stop", {"force": True})
     assert r.status == 409 and r.error_name == "QV_ERR_STATE"
-    # A stopped VM starts again.
+    # A stopped VM starts again; a paused one can be stopped with force.
+    assert api.request("POST", "/vms/counter/start").body["state"] == "RUNNING"
+    assert api.request("POST", "/vms/counter/pause").body["state"] == "PAUSED"
+    r = api.request("POST", "/vms/counter/stop", {"force": True})
+    assert r.status == 200 and r.body["state"] == "STOPPED"
     assert api.request("POST", "/vms/counter/start").body["state"] == "RUNNING"
     r = api.request("DELETE", "/vms/counter")
     assert r.status == 200 and r.body["state"] == "DESTROYED"
