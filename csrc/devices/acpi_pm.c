@@ -1,5 +1,7 @@
-/* ACPI fixed-hardware power management, the part a guest needs to power off and reset:
- * PM1a event block (status / enable, 2 + 2 bytes) and PM1a control block at the ports the
+/* ACPI fixed-hardware power management, the part a guest needs to power off and reset, and
+ * the power button the host presses for a graceful stop:
+ * PM1a event block (status / enable, 2 + 2 bytes; PWRBTN_STS / PWRBTN_EN raise the SCI,
+ * level-triggered, while both are set) and PM1a control block at the ports the
  * FADT names (QV_ACPI_PM1A_*), where SLP_EN with SLP_TYP = QV_ACPI_S5_SLP_TYP powers the VM
  * off; and the reset control register at 0xcf9 (RST_CPU), the FADT's RESET_REG. */
 #include <pthread.h>
@@ -14,13 +16,27 @@
 #define PM1_CNT_SLP_TYP_SHIFT 10
 #define PM1_CNT_SCI_EN 1u
 #define RESET_CF9_RST_CPU 0x04
+#define PM1_PWRBTN (1u << 8) /* PWRBTN_STS in PM1_STS, PWRBTN_EN in PM1_EN */
 
 struct qv_acpi_pm {
     pthread_mutex_t lock;
     qv_vm_exit_fn exit_fn;
     void *ctx;
     uint16_t sts, en, cnt;
+    qv_irq_fn sci_fn;  /* set by the first power-button press */
+    void *sci_ctx;
+    int sci_level;
 };
+
+/* Called with pm->lock held: the SCI follows (status & enable) while ACPI mode is on. */
+static void update_sci(struct qv_acpi_pm *pm)
+{
+    int level = (pm->sts & pm->en & PM1_PWRBTN) && (pm->cnt & PM1_CNT_SCI_EN) ? 1 : 0;
+    if (pm->sci_fn && level != pm->sci_level) {
+        pm->sci_level = level;
+        pm->sci_fn(pm->sci_ctx, QV_ACPI_SCI_IRQ, level);
+    }
+}
 
 static uint32_t le(const uint8_t *d, uint32_t len)
 {
@@ -49,6 +65,7 @@ static void evt_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool
         pm->sts &= (uint16_t)~(v & mask & 0xffff);
         if (mask >> 16)
             pm->en = (uint16_t)(((pm->en & ~(mask >> 16)) | (v >> 16)) & 0xffff);
+        update_sci(pm);
     } else {
         put_le(data, len, reg >> shift);
     }
@@ -106,6 +123,24 @@ int qv_acpi_pm_create(struct qv_bus *bus, qv_vm_exit_fn exit_fn, void *ctx,
     }
     *out = pm;
     return QV_SUCCESS;
+}
+
+void qv_acpi_pm_power_button(struct qv_acpi_pm *pm, qv_irq_fn irq_fn, void *irq_ctx)
+{
+    pthread_mutex_lock(&pm->lock);
+    pm->sci_fn = irq_fn;
+    pm->sci_ctx = irq_ctx;
+    pm->sts |= PM1_PWRBTN;
+    update_sci(pm);
+    pthread_mutex_unlock(&pm->lock);
+}
+
+void qv_acpi_pm_registers(struct qv_acpi_pm *pm, uint16_t *status, uint16_t *enable)
+{
+    pthread_mutex_lock(&pm->lock);
+    *status = pm->sts;
+    *enable = pm->en;
+    pthread_mutex_unlock(&pm->lock);
 }
 
 void qv_acpi_pm_destroy(struct qv_acpi_pm *pm)

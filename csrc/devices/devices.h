@@ -37,6 +37,10 @@ struct qv_acpi_pm;
 int qv_acpi_pm_create(struct qv_bus *bus, qv_vm_exit_fn exit_fn, void *ctx,
                       struct qv_acpi_pm **out);
 void qv_acpi_pm_destroy(struct qv_acpi_pm *pm);
+/* Press the power button: set PWRBTN_STS; the SCI (QV_ACPI_SCI_IRQ, through irq_fn) is held
+ * high while any status bit the guest enabled is set, and dropped when the guest clears it. */
+void qv_acpi_pm_power_button(struct qv_acpi_pm *pm, qv_irq_fn irq_fn, void *irq_ctx);
+void qv_acpi_pm_registers(struct qv_acpi_pm *pm, uint16_t *status, uint16_t *enable);
 
 /* debug_exit.c */
 struct qv_debugdev;

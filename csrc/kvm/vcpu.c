@@ -9,12 +9,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kvm/vm_internal.h"
 #include "quantavirt/errors.h"
-
-#define QV_KICK_SIGNAL (SIGRTMIN + 4)
 
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
 
@@ -232,7 +231,11 @@ static void *vcpu_thread(void *arg)
     struct qv_vcpu *v = arg;
     struct qv_vm *vm = v->vm;
     bool go = true;
+    atomic_store(&v->tid, (int)syscall(SYS_gettid));
     while (go && !atomic_load(&vm->stopping)) {
+        qv_vcpu_maybe_park(v);
+        if (atomic_load(&vm->stopping))
+            break;
         int r = ioctl(v->fd, KVM_RUN, 0);
         if (r < 0) {
             int e = errno;

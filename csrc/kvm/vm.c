@@ -54,6 +54,7 @@ void qv_vm_request_exit(struct qv_vm *vm, int reason, int error, int64_t status,
         }
     }
     atomic_store(&vm->stopping, true);
+    pthread_cond_broadcast(&vm->cond); /* wakes parked (paused) vCPUs too */
     /* Kick under the lock that qv_vm_start holds while it creates each thread: a vCPU is
      * either already marked started (and gets the signal) or starts after `stopping`. */
     for (uint32_t i = 0; i < vm->nvcpus; i++)
@@ -421,6 +422,7 @@ void qv_vm_destroy(struct qv_vm *vm)
     if (vm->vcpus) {
         pthread_mutex_lock(&vm->lock);
         atomic_store(&vm->stopping, true);
+        pthread_cond_broadcast(&vm->cond); /* wakes parked (paused) vCPUs too */
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_kick(&vm->vcpus[i]);
         pthread_mutex_unlock(&vm->lock);

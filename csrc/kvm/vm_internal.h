@@ -4,6 +4,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -25,7 +26,11 @@ struct qv_vcpu {
     _Atomic uint64_t exits_by_reason[QV_STAT_EXIT_KINDS];
     _Atomic uint64_t pio_exits, mmio_exits, unhandled_pio, unhandled_mmio, run_eagain;
     _Atomic uint64_t completed_by_kind[QV_STAT_INSN_KINDS];
+    _Atomic int tid;              /* the thread's kernel id once it runs (CPU time stats) */
 };
+
+/* Interrupts KVM_RUN: blocked in vCPU threads except inside KVM_RUN (vcpu.c). */
+#define QV_KICK_SIGNAL (SIGRTMIN + 4)
 
 enum qv_vm_state { QV_VM_CREATED = 0, QV_VM_RUNNING = 1, QV_VM_ENDED = 2 };
 
@@ -62,6 +67,9 @@ struct qv_vm {
     struct qv_vm_exit exit;
     bool exit_set;
     char error[4096];
+    /* pause.c: vCPUs park (under `lock`, waiting on `cond`) while pause_requested is set. */
+    atomic_bool pause_requested;
+    uint32_t parked;
 };
 
 /* The first call wins: record why the VM ends and kick every vCPU out of KVM_RUN. */
@@ -96,5 +104,9 @@ void qv_vcpu_dump_regs(struct qv_vcpu *vcpu, char *buf, size_t len);
  * (RIP advanced, state written back); QV_ERR_GUEST with `why` filled otherwise. */
 int qv_emulate_complete(struct qv_vcpu *vcpu, char *why, size_t whylen);
 uint32_t qv_emulate_host_mxcsr_mask(void);
+
+/* pause.c: called by each vCPU thread before every KVM_RUN; parks the thread while the VM
+ * is paused and consumes kicks left pending by a pause. */
+void qv_vcpu_maybe_park(struct qv_vcpu *vcpu);
 
 #endif

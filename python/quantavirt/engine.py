@@ -181,6 +181,41 @@ class Machine:
     def console_input(self, data: bytes) -> None:
         lib.qv_vm_console_input(self._handle(), data, len(data))
 
+    # Run-time control (csrc/kvm/pause.c): pause parks every vCPU outside KVM_RUN.
+    def pause(self, timeout: float = 5.0) -> None:
+        rc = lib.qv_vm_pause(self._handle(), int(timeout * 1000))
+        if rc == code_of("QV_ERR_STATE"):
+            raise QVError(rc, "only a running, unpaused VM can be paused")
+        self._check(rc, "pause")
+
+    def resume(self) -> None:
+        rc = lib.qv_vm_resume(self._handle())
+        if rc == code_of("QV_ERR_STATE"):
+            raise QVError(rc, "the VM is not paused")
+        self._check(rc, "resume")
+
+    @property
+    def paused(self) -> bool:
+        return bool(lib.qv_vm_is_paused(self._handle()))
+
+    def power_button(self) -> None:
+        """Press the ACPI power button (PM1 PWRBTN_STS; SCI when the guest enabled it)."""
+        rc = lib.qv_vm_power_button(self._handle())
+        if rc == code_of("QV_ERR_STATE"):
+            raise QVError(rc, "the power button needs a running VM")
+        self._check(rc, "power button")
+
+    def pm1_state(self) -> tuple[int, int]:
+        """(PM1 status, PM1 enable) as the guest sees them."""
+        sts, en = ffi.new("uint16_t *"), ffi.new("uint16_t *")
+        self._check(lib.qv_vm_pm1_state(self._handle(), sts, en), "PM1 state")
+        return int(sts[0]), int(en[0])
+
+    def vcpu_tids(self) -> list[int]:
+        """Kernel thread id of each vCPU (0 for one whose thread has not run yet)."""
+        vm = self._handle()
+        return [int(lib.qv_vm_vcpu_tid(vm, i)) for i in range(lib.qv_vm_vcpu_count(vm))]
+
     def stats(self) -> Stats:
         st = ffi.new("struct qv_vm_stats *")
         self._check(lib.qv_vm_get_stats(self._handle(), st), "stats")

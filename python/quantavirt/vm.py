@@ -224,13 +224,36 @@ class VM:
         return self._exit
 
     def stop(self) -> ExitInfo:
-        """Stop the vCPUs (there is no ACPI power button yet: this is the forced stop)."""
-        if self.state != "RUNNING":
+        """Stop the vCPUs now, paused or not (the forced stop; power_button asks the guest)."""
+        if self.state not in ("RUNNING", "PAUSED"):
             raise QVError("QV_ERR_STATE", f"cannot stop a VM in state {self.state}")
         self.machine.stop()
         ex = self.wait()
         assert ex is not None
         return ex
+
+    def pause(self) -> None:
+        """RUNNING -> PAUSED: every vCPU leaves KVM_RUN and parks."""
+        if self.state != "RUNNING":
+            raise QVError("QV_ERR_STATE", f"cannot pause a VM in state {self.state}")
+        self.machine.pause()
+        self.state = "PAUSED"
+
+    def resume(self) -> None:
+        """PAUSED -> RUNNING."""
+        if self.state != "PAUSED":
+            raise QVError("QV_ERR_STATE", f"cannot resume a VM in state {self.state}")
+        self.machine.resume()
+        self.state = "RUNNING"
+
+    def power_button(self) -> None:
+        """Ask the guest to shut down (ACPI power button); wait() tells when it did."""
+        if self.state != "RUNNING":
+            raise QVError("QV_ERR_STATE", f"cannot press the power button in state {self.state}")
+        self.machine.power_button()
+
+    def vcpu_tids(self) -> list[int]:
+        return self.machine.vcpu_tids()
 
     @property
     def exit_status(self) -> int | None:

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from quantavirt.cli._vm_lifecycle import add_lifecycle
 from quantavirt.config.effective import build_effective
 from quantavirt.config.loader import read_config
 from quantavirt.config.validate import find_problems, to_error
@@ -73,3 +74,4 @@ def register(subparsers: Any) -> None:
 
     vm.set_defaults(handler=_usage)
     _add_validate(actions)
+    add_lifecycle(actions)

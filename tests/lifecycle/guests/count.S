@@ -1,0 +1,18 @@
+# Prints a line, then counts forever: the 64-bit counter at 0x200000 advances only while a
+# vCPU runs (the pause tests read it from guest memory).
+# qv-guest: mode=long load=0x100000
+    .code64
+    .text
+    .globl _start
+_start:
+    lea msg(%rip), %rsi
+1:  lodsb
+    test %al, %al
+    jz 2f
+    mov $0x3f8, %dx
+    out %al, %dx
+    jmp 1b
+2:  incq 0x200000
+    jmp 2b
+msg:
+    .asciz "counting\n"
