@@ -168,9 +168,11 @@ static int create_devices(struct qv_vm *vm, char *err, size_t errlen)
         rc = qv_acpi_pm_create(&vm->bus, device_exit, vm, &vm->acpi_pm);
     if (!rc)
         rc = qv_debugdev_create(&vm->bus, vm->cfg.test_device, device_exit, vm, &vm->debugdev);
-    if (rc)
+    if (rc) {
         snprintf(err, errlen, "creating the legacy devices failed: %s", qv_strerror(rc));
-    return rc;
+        return rc;
+    }
+    return qv_pci_devices_init(vm, err, errlen);
 }
 
 int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, size_t errlen)
@@ -312,6 +314,11 @@ int qv_vm_start(struct qv_vm *vm)
             return rc;
         }
     }
+    int io_rc = qv_pci_devices_start(vm);
+    if (io_rc) {
+        snprintf(vm->error, sizeof(vm->error), "starting the device I/O thread failed");
+        return io_rc;
+    }
     vm->state = QV_VM_RUNNING;
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
         pthread_mutex_lock(&vm->lock);
@@ -380,7 +387,9 @@ int qv_vm_console_input(struct qv_vm *vm, const uint8_t *data, size_t len)
 {
     if (!vm || (!data && len))
         return QV_ERR_INVAL;
-    qv_serial_input(vm->serial, data, len);
+    /* Typed input goes to the guest's console: the virtio one when the VM has it. */
+    if (!qv_pci_console_input(vm, data, len))
+        qv_serial_input(vm->serial, data, len);
     return QV_SUCCESS;
 }
 
@@ -436,6 +445,7 @@ void qv_vm_destroy(struct qv_vm *vm)
             qv_vcpu_close(&vm->vcpus[i]);
         free(vm->vcpus);
     }
+    qv_pci_devices_destroy(vm);
     qv_serial_destroy(vm->serial);
     qv_i8042_destroy(vm->i8042);
     qv_rtc_destroy(vm->rtc);

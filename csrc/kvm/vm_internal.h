@@ -13,6 +13,7 @@
 #include "devices/bus.h"
 #include "devices/devices.h"
 #include "quantavirt/engine.h"
+#include "quantavirt/vm_devices.h"
 
 struct qv_vcpu {
     struct qv_vm *vm;
@@ -50,6 +51,7 @@ struct qv_vm {
     struct qv_rtc *rtc;
     struct qv_debugdev *debugdev;
     struct qv_acpi_pm *acpi_pm;
+    struct qv_vm_pci *pcidev;     /* PCI host bridge and virtio functions (pci_devices.c) */
     int console_log_fd;
     FILE *log;
     uint32_t mxcsr_mask;          /* host FXSAVE MXCSR_MASK, for the fallback's FXSAVE */
@@ -72,6 +74,14 @@ void qv_vm_log(struct qv_vm *vm, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Host pointer to [gpa, gpa+len) when entirely inside one RAM region, else NULL. */
 uint8_t *qv_vm_gpa_ptr(struct qv_vm *vm, uint64_t gpa, uint64_t len);
+
+/* pci_devices.c: the host bridge and virtio functions; start runs the I/O thread (if any
+ * device uses ioeventfds), destroy joins it and frees everything (after the vCPUs stopped). */
+int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen);
+int qv_pci_devices_start(struct qv_vm *vm);
+void qv_pci_devices_destroy(struct qv_vm *vm);
+/* Typed console input for a virtio-console, if the VM has one. */
+bool qv_pci_console_input(struct qv_vm *vm, const uint8_t *data, size_t len);
 
 /* memory.c */
 int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen);
