@@ -65,6 +65,7 @@ class Stats:
     boot_timer_ns: int = 0
     boot_timer_value: int = 0
     results: list[int] = field(default_factory=list)
+    disks: list[dict[str, object]] = field(default_factory=list)  # filled by VM.stats()
 
 
 class Machine:

@@ -25,6 +25,7 @@ from quantavirt.config.sizes import parse_size
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
 from quantavirt.host import HostInfo, probe
+from quantavirt.vm_devices import AttachedDevices, attach_devices, disk_stats
 
 F_SETPIPE_SZ = 1031
 CONSOLE_PIPE_SIZE = 1 << 20
@@ -155,6 +156,7 @@ class VM:
         os.set_blocking(rfd, False)
         self._rfd, self._wfd = rfd, wfd
         self._ended = threading.Event()
+        self.devices = AttachedDevices()
         try:
             self.machine = Machine(
                 memory=size, cpus=count, hugepages=hugepages or None,
@@ -163,6 +165,7 @@ class VM:
                 console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
                 test_device=flat_binary is not None,
                 emulation_fallback=True)
+            attach_devices(self.machine, config, self.devices)
             if flat_binary is not None:
                 load_flat(self.machine, flat_binary, flat_mode, flat_load)
             else:
@@ -172,6 +175,7 @@ class VM:
             self._close_fds()
             if hasattr(self, "machine"):
                 self.machine.close()
+            self.devices.close()
             raise
         self.console = ConsoleStream(rfd, self._has_ended)
         self._exit: ExitInfo | None = None
@@ -227,7 +231,20 @@ class VM:
         return self._exit.status if self._exit else None
 
     def stats(self) -> Stats:
-        return self.machine.stats()
+        """Engine counters plus per-disk bytes and operations (``disks``)."""
+        st = self.machine.stats()
+        st.disks = disk_stats(self.machine, self.devices)
+        return st
+
+    def balloon(self, target_bytes: int) -> None:
+        """Ask the guest's balloon driver to hold `target_bytes` of its memory (0 deflates).
+        QV_ERR_NODEV unless memory.balloon is set."""
+        self.machine.balloon_set_target(target_bytes)
+
+    def balloon_info(self, refresh: bool = False) -> dict[str, object]:
+        """The balloon's current size and the guest's memory statistics (refresh asks the
+        driver for new ones; they arrive asynchronously)."""
+        return self.machine.balloon_info(refresh)
 
     def console_input(self, data: bytes) -> None:
         self.machine.console_input(data)
@@ -237,6 +254,7 @@ class VM:
         if self.state == "DESTROYED":
             return
         self.machine.close()
+        self.devices.close()
         self._ended.set()
         self.console.join()
         self._close_fds()
