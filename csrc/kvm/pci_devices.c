@@ -47,7 +47,7 @@ struct virtio_fn {
     int qfd[QV_VIRTIO_MAX_QUEUES];
     uint64_t deadline[QV_VIRTIO_MAX_QUEUES];
     uint64_t mapped;      /* BAR base the ioeventfds are registered at, 0 = none */
-    _Atomic uint64_t kicks_thread, msis;
+    _Atomic uint64_t kicks_thread, kicks_exit, msis;
 };
 
 struct qv_vm_pci {
@@ -88,6 +88,7 @@ static void fn_msi(void *opaque, uint16_t vector, uint64_t addr, uint32_t data)
 static void fn_queue_notify(void *opaque, unsigned int q)
 {
     struct virtio_fn *f = opaque;
+    f->kicks_exit++;
     if (q < f->nq && f->qfd[q] >= 0) {
         uint64_t one = 1;
         ssize_t n = write(f->qfd[q], &one, sizeof(one));
@@ -480,6 +481,7 @@ int qv_vm_virtio_info(struct qv_vm *vm, int index, struct qv_vm_virtio_info *out
     out->num_queues = f->nq;
     out->ioeventfd = vm->pcidev->ioeventfd;
     out->thread_kicks = f->kicks_thread;
+    out->exit_kicks = f->kicks_exit;
     out->msis = f->msis;
     return QV_SUCCESS;
 }

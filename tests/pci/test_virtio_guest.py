@@ -72,6 +72,9 @@ def check_run(r, ioeventfd_expected: bool = True) -> None:
     assert blk["io_errors"] == 1                      # the read past the end
     if ioeventfd_expected and r.info["ioeventfd"]:
         assert r.info["thread_kicks"] >= 8            # kicks served by the I/O thread
+        # the rest reached the I/O thread without a vCPU exit to user space; on this machine's
+        # emulating backend the very first write to the notify page still exits once
+        assert r.info["exit_kicks"] <= 1
 
 
 def test_virtio_blk_raw_read_write_flush_discard(tmp_path, run_virtio_guest):

@@ -27,6 +27,7 @@ struct qv_vm_virtio_info {
     uint32_t num_queues;
     uint32_t ioeventfd;       /* kicks arrive through KVM ioeventfds */
     uint64_t thread_kicks;    /* queue runs on the I/O thread */
+    uint64_t exit_kicks;      /* notify writes that took the MMIO exit (ioeventfd missed) */
     uint64_t msis;            /* MSI-X messages sent */
 };
 
