@@ -77,7 +77,7 @@ int qv_vcpu_apply_boot_state(struct qv_vcpu *v, const struct qv_boot_cpu_state *
     if (ioctl(v->fd, KVM_GET_SREGS, &sregs) != 0)
         return QV_ERR_KVM;
     memset(&regs, 0, sizeof(regs));
-    regs.rflags = st->rflags ? st->rflags : 0x2;
+    regs.rflags = st->rflags | 0x2; /* bit 1 is reserved and always set */
     regs.rsp = st->rsp;
     regs.rsi = st->rsi;
     regs.rbx = st->rbx;

@@ -12,9 +12,6 @@
 #include "kvm/vm_internal.h"
 #include "quantavirt/errors.h"
 
-/* Three pages below the BIOS area that Intel VMX needs for real mode (unused by SVM). */
-#define QV_IDENTITY_MAP_ADDR 0xfffbc000ULL
-#define QV_TSS_ADDR 0xfffbd000ULL
 
 static const char *const insn_names[QV_INSN_KIND_COUNT] = {
     "int3", "clac", "stac", "popcnt", "fwait", "ldmxcsr", "stmxcsr", "fxsave", "fxrstor",
@@ -76,9 +73,9 @@ static void irq_line(void *ctx, uint32_t irq, int level)
     ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 }
 
-static int open_kvm(struct qv_vm *vm, char *err, size_t errlen)
+static int open_kvm(struct qv_vm *vm, const char *kvm_path, char *err, size_t errlen)
 {
-    const char *path = vm->cfg.kvm_path ? vm->cfg.kvm_path : "/dev/kvm";
+    const char *path = kvm_path ? kvm_path : "/dev/kvm";
     vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
     if (vm->kvm_fd < 0) {
         int e = errno;
@@ -201,10 +198,7 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     pthread_cond_init(&vm->cond, NULL);
     vm->mxcsr_mask = qv_emulate_host_mxcsr_mask();
 
-    struct qv_vm_config tmp = *cfg;
-    vm->cfg.kvm_path = tmp.kvm_path;
-    int rc = open_kvm(vm, err, errlen);
-    vm->cfg.kvm_path = NULL;
+    int rc = open_kvm(vm, cfg->kvm_path, err, errlen);
     if (rc)
         goto fail;
     if (cfg->log_path) {

@@ -12,6 +12,7 @@ Lifecycle (product documentation): CREATED -> RUNNING (start) -> STOPPED; any ->
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import select
@@ -25,6 +26,8 @@ from quantavirt.config.sizes import parse_size
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
 from quantavirt.host import HostInfo, probe
+
+log = logging.getLogger(__name__)
 
 F_SETPIPE_SZ = 1031
 CONSOLE_PIPE_SIZE = 1 << 20
@@ -91,8 +94,11 @@ def effective_cmdline(boot: Mapping[str, Any], host: HostInfo) -> str:
     """The guest kernel command line: the configured one plus the adaptations the host probe
     asks for on this backend (none on hardware KVM)."""
     parts = [str(boot.get("cmdline") or "").strip()]
-    parts += [a for a in host.guest_cmdline_adaptations if a not in parts[0].split()]
-    return " ".join(p for p in parts if p)
+    added = [a for a in host.guest_cmdline_adaptations if a not in parts[0].split()]
+    if added:
+        log.info("the KVM backend is %s: adding '%s' to the guest command line",
+                 host.kvm_backend, " ".join(added))
+    return " ".join(p for p in parts + added if p)
 
 
 def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str,
@@ -181,7 +187,12 @@ class VM:
         """True once every vCPU stopped (or the VM was closed); polled by the console."""
         if self._ended.is_set():
             return True
-        return self.state != "CREATED" and self.machine.wait(0) is not None
+        if self.state == "CREATED":
+            return False
+        try:
+            return self.machine.wait(0) is not None
+        except QVError:
+            return True  # destroyed underneath: nothing more will be written
 
     def _close_fds(self) -> None:
         for fd in (self._rfd, self._wfd):

@@ -19,6 +19,10 @@ struct qv_vm;
 /* Guest physical layout: RAM from 0 up to QV_LOWMEM_END, the rest above 4 GiB; the hole
  * [QV_LOWMEM_END, 4 GiB) is MMIO (LAPIC, IOAPIC, PCI windows, the test device). */
 #define QV_LOWMEM_END 0xC0000000ULL
+/* Pages KVM uses for Intel real-mode support (identity map, then three TSS pages): the e820
+ * map must mark [QV_IDENTITY_MAP_ADDR, QV_TSS_ADDR + 0x3000) reserved. */
+#define QV_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define QV_TSS_ADDR 0xfffbd000ULL
 #define QV_HIGHMEM_START 0x100000000ULL
 
 /* Fixed ports and addresses of the built-in devices. */
@@ -52,7 +56,9 @@ struct qv_vm_config {
     int prealloc;               /* populate every page before any vCPU runs */
     int numa_node;              /* -1: no binding; else mbind(MPOL_BIND) to this node */
     uint32_t vcpus;             /* 1..QV_MAX_VCPUS (and the host's KVM_CAP_MAX_VCPUS) */
-    int console_fd;             /* serial output goes here (non-blocking writes); -1: none */
+    int console_fd;             /* serial output goes here; -1: none. Give an O_NONBLOCK fd:
+                                 * bytes it cannot take are dropped (and counted) rather than
+                                 * stalling the vCPU. */
     const char *console_log;    /* NULL or a file that receives a copy of serial output */
     const char *log_path;       /* NULL or the VM log (register dumps, fallback notes) */
     int test_device;            /* register the scratch MMIO test device */
