@@ -192,6 +192,8 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     /* Paths are used only here; do not keep the caller's pointers. */
     vm->cfg.kvm_path = NULL;
     vm->cfg.console_log = NULL;
+    vm->cfg.cpu_model = NULL;
+    vm->cfg.cpu_features = NULL;
     vm->cfg.log_path = NULL;
     vm->kvm_fd = vm->vm_fd = vm->console_log_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
@@ -225,7 +227,7 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
         goto fail;
     if ((rc = qv_memory_register(vm, err, errlen)))
         goto fail;
-    if ((rc = qv_cpuid_init(vm, err, errlen)))
+    if ((rc = qv_cpuid_init(vm, cfg, err, errlen)))
         goto fail;
     if ((rc = create_devices(vm, err, errlen)))
         goto fail;
@@ -426,6 +428,16 @@ void qv_vm_destroy(struct qv_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_join(&vm->vcpus[i]);
+        /* A VM stopped from the host: where each vCPU was, for the log (hangs, timeouts). */
+        if (vm->log && vm->exit_set && vm->exit.reason == QV_EXIT_STOPPED) {
+            for (uint32_t i = 0; i < vm->nvcpus; i++) {
+                char dump[1536];
+                if (vm->vcpus[i].fd < 0)
+                    continue;
+                qv_vcpu_dump_regs(&vm->vcpus[i], dump, sizeof(dump));
+                qv_vm_log(vm, "INFO", "stopped by the host:\n%s", dump);
+            }
+        }
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_close(&vm->vcpus[i]);
         free(vm->vcpus);
@@ -440,7 +452,7 @@ void qv_vm_destroy(struct qv_vm *vm)
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     qv_memory_free(vm);
-    free(vm->cpuid);
+    qv_cpuid_free(vm);
     if (vm->console_log_fd >= 0)
         close(vm->console_log_fd);
     if (vm->log)
