@@ -242,6 +242,9 @@ static void *vcpu_thread(void *arg)
     struct qv_vcpu *v = arg;
     struct qv_vm *vm = v->vm;
     bool go = true;
+    char name[16];
+    snprintf(name, sizeof(name), "qv-vcpu%" PRIu32, v->id % 100000u);
+    pthread_setname_np(pthread_self(), name); /* for per-thread CPU accounting (top, /proc) */
     while (go && !atomic_load(&vm->stopping)) {
         int r = ioctl(v->fd, KVM_RUN, 0);
         if (r < 0) {

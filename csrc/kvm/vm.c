@@ -121,8 +121,49 @@ static int open_kvm(struct qv_vm *vm, const char *kvm_path, char *err, size_t er
     return QV_SUCCESS;
 }
 
+/* PC interrupt wiring, as the ACPI MADT describes it: ISA IRQ 0 (the PIT) reaches IOAPIC
+ * pin 2 (the MADT's IRQ0 -> GSI 2 override), every other GSI its own pin; GSIs 0-15 also
+ * reach the 8259 pair (2 is the cascade). KVM's default table sends GSI 0 to pin 0, where a
+ * guest that trusts the MADT never looks (Linux then falls back to ExtINT, or panics with
+ * "IO-APIC + timer doesn't work"). */
+static int set_gsi_routing(struct qv_vm *vm, char *err, size_t errlen)
+{
+    enum { PINS = 24 };
+    struct {
+        struct kvm_irq_routing r;
+        struct kvm_irq_routing_entry e[16 + PINS];
+    } t;
+    memset(&t, 0, sizeof(t));
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < 16; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        t.e[n].u.irqchip.pin = gsi % 8;
+        n++;
+    }
+    for (uint32_t gsi = 0; gsi < PINS; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        t.e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+        n++;
+    }
+    t.r.nr = n;
+    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &t.r) != 0) {
+        snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
+        return QV_ERR_KVM;
+    }
+    return QV_SUCCESS;
+}
+
 static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
 {
+    int rc;
     do {
         vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0UL);
     } while (vm->vm_fd < 0 && errno == EINTR);
@@ -145,6 +186,8 @@ static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
         snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
         return QV_ERR_KVM;
     }
+    if ((rc = set_gsi_routing(vm, err, errlen)))
+        return rc;
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) != 0) {
         snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
