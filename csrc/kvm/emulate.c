@@ -646,7 +646,7 @@ static int execute(struct ctx *c)
     if (b == 0xcc) { /* int3: the trap's return address is the next instruction */
         c->regs.rip += in->pos;
         if (in->code_bits != 64)
-            c->regs.rip &= 0xffffffffULL;
+            c->regs.rip &= in->code_bits == 16 ? 0xffffULL : 0xffffffffULL;
         if (ioctl(c->v->fd, KVM_SET_REGS, &c->regs) != 0)
             return fail(c, "KVM_SET_REGS failed");
         int rc = inject(c, VEC_BP, false, 0);

@@ -12,9 +12,6 @@
 #include "kvm/vm_internal.h"
 #include "quantavirt/errors.h"
 
-/* Three pages below the BIOS area that Intel VMX needs for real mode (unused by SVM). */
-#define QV_IDENTITY_MAP_ADDR 0xfffbc000ULL
-#define QV_TSS_ADDR 0xfffbd000ULL
 
 static const char *const insn_names[QV_INSN_KIND_COUNT] = {
     "int3", "clac", "stac", "popcnt", "fwait", "ldmxcsr", "stmxcsr", "fxsave", "fxrstor",
@@ -76,9 +73,9 @@ static void irq_line(void *ctx, uint32_t irq, int level)
     ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 }
 
-static int open_kvm(struct qv_vm *vm, char *err, size_t errlen)
+static int open_kvm(struct qv_vm *vm, const char *kvm_path, char *err, size_t errlen)
 {
-    const char *path = vm->cfg.kvm_path ? vm->cfg.kvm_path : "/dev/kvm";
+    const char *path = kvm_path ? kvm_path : "/dev/kvm";
     vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
     if (vm->kvm_fd < 0) {
         int e = errno;
@@ -124,8 +121,49 @@ static int open_kvm(struct qv_vm *vm, char *err, size_t errlen)
     return QV_SUCCESS;
 }
 
+/* PC interrupt wiring, as the ACPI MADT describes it: ISA IRQ 0 (the PIT) reaches IOAPIC
+ * pin 2 (the MADT's IRQ0 -> GSI 2 override), every other GSI its own pin; GSIs 0-15 also
+ * reach the 8259 pair (2 is the cascade). KVM's default table sends GSI 0 to pin 0, where a
+ * guest that trusts the MADT never looks (Linux then falls back to ExtINT, or panics with
+ * "IO-APIC + timer doesn't work"). */
+static int set_gsi_routing(struct qv_vm *vm, char *err, size_t errlen)
+{
+    enum { PINS = 24 };
+    struct {
+        struct kvm_irq_routing r;
+        struct kvm_irq_routing_entry e[16 + PINS];
+    } t;
+    memset(&t, 0, sizeof(t));
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < 16; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        t.e[n].u.irqchip.pin = gsi % 8;
+        n++;
+    }
+    for (uint32_t gsi = 0; gsi < PINS; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        t.e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+        n++;
+    }
+    t.r.nr = n;
+    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &t.r) != 0) {
+        snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
+        return QV_ERR_KVM;
+    }
+    return QV_SUCCESS;
+}
+
 static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
 {
+    int rc;
     do {
         vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0UL);
     } while (vm->vm_fd < 0 && errno == EINTR);
@@ -148,6 +186,8 @@ static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
         snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
         return QV_ERR_KVM;
     }
+    if ((rc = set_gsi_routing(vm, err, errlen)))
+        return rc;
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) != 0) {
         snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
@@ -197,16 +237,15 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     /* Paths are used only here; do not keep the caller's pointers. */
     vm->cfg.kvm_path = NULL;
     vm->cfg.console_log = NULL;
+    vm->cfg.cpu_model = NULL;
+    vm->cfg.cpu_features = NULL;
     vm->cfg.log_path = NULL;
     vm->kvm_fd = vm->vm_fd = vm->console_log_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     vm->mxcsr_mask = qv_emulate_host_mxcsr_mask();
 
-    struct qv_vm_config tmp = *cfg;
-    vm->cfg.kvm_path = tmp.kvm_path;
-    int rc = open_kvm(vm, err, errlen);
-    vm->cfg.kvm_path = NULL;
+    int rc = open_kvm(vm, cfg->kvm_path, err, errlen);
     if (rc)
         goto fail;
     if (cfg->log_path) {
@@ -233,7 +272,7 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
         goto fail;
     if ((rc = qv_memory_register(vm, err, errlen)))
         goto fail;
-    if ((rc = qv_cpuid_init(vm, err, errlen)))
+    if ((rc = qv_cpuid_init(vm, cfg, err, errlen)))
         goto fail;
     if ((rc = create_devices(vm, err, errlen)))
         goto fail;
@@ -441,6 +480,16 @@ void qv_vm_destroy(struct qv_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_join(&vm->vcpus[i]);
+        /* A VM stopped from the host: where each vCPU was, for the log (hangs, timeouts). */
+        if (vm->log && vm->exit_set && vm->exit.reason == QV_EXIT_STOPPED) {
+            for (uint32_t i = 0; i < vm->nvcpus; i++) {
+                char dump[1536];
+                if (vm->vcpus[i].fd < 0)
+                    continue;
+                qv_vcpu_dump_regs(&vm->vcpus[i], dump, sizeof(dump));
+                qv_vm_log(vm, "INFO", "stopped by the host:\n%s", dump);
+            }
+        }
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_close(&vm->vcpus[i]);
         free(vm->vcpus);
@@ -456,7 +505,7 @@ void qv_vm_destroy(struct qv_vm *vm)
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     qv_memory_free(vm);
-    free(vm->cpuid);
+    qv_cpuid_free(vm);
     if (vm->console_log_fd >= 0)
         close(vm->console_log_fd);
     if (vm->log)

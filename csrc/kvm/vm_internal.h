@@ -12,12 +12,14 @@
 
 #include "devices/bus.h"
 #include "devices/devices.h"
+#include "quantavirt/cpuid.h"
 #include "quantavirt/engine.h"
 #include "quantavirt/vm_devices.h"
 
 struct qv_vcpu {
     struct qv_vm *vm;
-    uint32_t id;
+    uint32_t id;                  /* index in vm->vcpus */
+    uint32_t apic_id;             /* KVM vCPU id = APIC id (from the topology) */
     int fd;
     struct kvm_run *run;
     pthread_t thread;
@@ -43,7 +45,10 @@ struct qv_vm {
     struct qv_bus bus;
     struct qv_vcpu *vcpus;
     uint32_t nvcpus;
-    struct kvm_cpuid2 *cpuid;     /* what every vCPU gets (APIC IDs patched per vCPU) */
+    struct qv_cpuid_entry *cpuid_supported; /* KVM_GET_SUPPORTED_CPUID */
+    size_t n_cpuid_supported;
+    struct qv_cpuid_config cpuid_cfg;       /* owned copies of model and flags */
+    uint32_t *apic_ids;                     /* per vCPU index */
     struct qv_boot_cpu_state boot;
     bool boot_set;
     struct qv_serial *serial;
@@ -89,8 +94,9 @@ int qv_memory_register(struct qv_vm *vm, char *err, size_t errlen);
 void qv_memory_free(struct qv_vm *vm);
 
 /* cpuid.c */
-int qv_cpuid_init(struct qv_vm *vm, char *err, size_t errlen);
-int qv_cpuid_apply(struct qv_vm *vm, struct qv_vcpu *vcpu);
+int qv_cpuid_init(struct qv_vm *vm, const struct qv_vm_config *cfg, char *err, size_t errlen);
+int qv_cpuid_apply(struct qv_vm *vm, struct qv_vcpu *vcpu, char *err, size_t errlen);
+void qv_cpuid_free(struct qv_vm *vm);
 
 /* vcpu.c */
 int qv_vcpu_create(struct qv_vm *vm, uint32_t id, char *err, size_t errlen);

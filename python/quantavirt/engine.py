@@ -75,7 +75,9 @@ class Machine:
                  prealloc: bool = False, numa_node: int | None = None,
                  console_fd: int = -1, console_log: str | None = None,
                  log_path: str | None = None, test_device: bool = False,
-                 emulation_fallback: bool = True, kvm_path: str | None = None) -> None:
+                 emulation_fallback: bool = True, kvm_path: str | None = None,
+                 cpu_model: str | None = None, cpu_features: list[str] | tuple[str, ...] = (),
+                 topology: tuple[int, int, int] | None = None) -> None:
         if hugepages not in HUGEPAGE_KB:
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
@@ -93,11 +95,20 @@ class Machine:
         cfg.log_path = self._cstr(log_path)
         cfg.test_device = int(test_device)
         cfg.emulation_fallback = int(emulation_fallback)
+        cfg.cpu_model = self._cstr(cpu_model)
+        feats = [self._cstr(f) for f in cpu_features]
+        if feats:
+            arr = ffi.new("const char *[]", feats)
+            self._keep.append(arr)
+            cfg.cpu_features = arr
+        cfg.n_cpu_features = len(feats)
+        if topology is not None:
+            cfg.sockets, cfg.cores, cfg.threads = topology
         out = ffi.new("struct qv_vm **")
         err = ffi.new("char[1024]")
         rc = lib.qv_vm_create(cfg, out, err, len(err))
         if rc != 0:
-            raise QVError(rc, ffi.string(err).decode(errors="replace") or None)
+            _raise_with_path(rc, ffi.string(err).decode(errors="replace"))
         self._vm = out[0]
         self.cpus = cpus
         self.memory = memory
@@ -147,6 +158,16 @@ class Machine:
         st.gdt_base, st.gdt_limit = gdt_base, gdt_limit
         st.code_selector, st.data_selector = code_selector, data_selector
         self._check(lib.qv_vm_set_boot_state(self._handle(), st), "set boot state")
+
+    def load_linux(self, kernel: str, initrd: str | None = None, cmdline: str = "") -> None:
+        """Direct kernel boot: layout, ACPI tables, kernel (bzImage or PVH vmlinux), initrd and
+        command line into guest RAM, and vCPU 0's entry state (csrc/kvm/linux_boot.c)."""
+        err = ffi.new("char[1024]")
+        rc = lib.qv_vm_load_linux(self._handle(), os.fsencode(kernel),
+                                  os.fsencode(initrd) if initrd else ffi.NULL,
+                                  cmdline.encode(), err, len(err))
+        if rc != 0:
+            _raise_with_path(rc, ffi.string(err).decode(errors="replace"))
 
     def set_boot_cpu_state(self, state: object) -> None:
         """Apply a `struct qv_boot_cpu_state *` a loader filled (csrc/boot)."""
@@ -276,6 +297,14 @@ class Machine:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _raise_with_path(code: int, text: str) -> None:
+    """Raise QVError from a C message of the form "config.path: message" (or plain text)."""
+    head, sep, rest = text.partition(": ")
+    if sep and head and " " not in head and "/" not in head:
+        raise QVError(code, rest or None, path=head)
+    raise QVError(code, text or None)
 
 
 # Fixed low-memory layout the flat-guest runner uses for protected and long mode.

@@ -12,6 +12,7 @@ Lifecycle (product documentation): CREATED -> RUNNING (start) -> STOPPED; any ->
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import select
@@ -26,6 +27,8 @@ from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
 from quantavirt.host import HostInfo, probe
 from quantavirt.vm_devices import AttachedDevices, attach_devices, disk_stats
+
+log = logging.getLogger(__name__)
 
 F_SETPIPE_SZ = 1031
 CONSOLE_PIPE_SIZE = 1 << 20
@@ -92,18 +95,19 @@ def effective_cmdline(boot: Mapping[str, Any], host: HostInfo) -> str:
     """The guest kernel command line: the configured one plus the adaptations the host probe
     asks for on this backend (none on hardware KVM)."""
     parts = [str(boot.get("cmdline") or "").strip()]
-    parts += [a for a in host.guest_cmdline_adaptations if a not in parts[0].split()]
-    return " ".join(p for p in parts if p)
+    added = [a for a in host.guest_cmdline_adaptations if a not in parts[0].split()]
+    if added:
+        log.info("the KVM backend is %s: adding '%s' to the guest command line",
+                 host.kvm_backend, " ".join(added))
+    return " ".join(p for p in parts + added if p)
 
 
-def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str,
-                       host: HostInfo) -> None:
-    """Load boot.kernel (and initrd) into guest memory and set the boot vCPU state.
-
-    TODO(boot loader): the Linux loaders (csrc/boot: bzImage, PVH, ACPI, e820) plug in here:
-    fill a `struct qv_boot_cpu_state` and pass it to ``machine.set_boot_cpu_state``."""
-    raise QVError("QV_ERR_NOTSUP", "direct kernel boot lands with the boot loader work",
-                  path="boot.kernel")
+def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str) -> None:
+    """Load boot.kernel (bzImage or PVH vmlinux), boot.initrd and `cmdline` into guest memory
+    with the ACPI tables and e820 map, and set the boot vCPU's entry state."""
+    kernel = str(boot["kernel"])
+    initrd = boot.get("initrd")
+    machine.load_linux(kernel, str(initrd) if initrd else None, cmdline)
 
 
 class VM:
@@ -164,13 +168,13 @@ class VM:
                 numa_node=cpu.get("numa_node"), console_fd=wfd,
                 console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
                 test_device=flat_binary is not None,
-                emulation_fallback=True)
+                emulation_fallback=True, **_cpu_options(cpu, count))
             attach_devices(self.machine, config, self.devices)
             if flat_binary is not None:
                 load_flat(self.machine, flat_binary, flat_mode, flat_load)
             else:
                 self.cmdline = effective_cmdline(boot, self.host)
-                direct_kernel_boot(self.machine, boot, self.cmdline, self.host)
+                direct_kernel_boot(self.machine, boot, self.cmdline)
         except BaseException:
             self._close_fds()
             if hasattr(self, "machine"):
@@ -185,7 +189,12 @@ class VM:
         """True once every vCPU stopped (or the VM was closed); polled by the console."""
         if self._ended.is_set():
             return True
-        return self.state != "CREATED" and self.machine.wait(0) is not None
+        if self.state == "CREATED":
+            return False
+        try:
+            return self.machine.wait(0) is not None
+        except QVError:
+            return True  # destroyed underneath: nothing more will be written
 
     def _close_fds(self) -> None:
         for fd in (self._rfd, self._wfd):
@@ -266,6 +275,32 @@ class VM:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _cpu_options(cpu: Mapping[str, Any], count: int) -> dict[str, Any]:
+    """cpu.model / cpu.features / cpu.topology as Machine keyword arguments (the C side checks
+    names and the topology against cpu.count, naming the config path)."""
+    model = cpu.get("model") or "host"
+    features = cpu.get("features") or []
+    if not isinstance(model, str):
+        raise QVError("QV_ERR_INVAL", "cpu.model must be a string", path="cpu.model")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise QVError("QV_ERR_INVAL", "cpu.features must be a list of strings",
+                      path="cpu.features")
+    topo = cpu.get("topology") or {}
+    if not isinstance(topo, Mapping):
+        raise QVError("QV_ERR_INVAL", "cpu.topology must be an object", path="cpu.topology")
+    values = (topo.get("sockets", 1), topo.get("cores", None), topo.get("threads", 1))
+    sockets, threads = values[0], values[2]
+    cores = values[1] if values[1] is not None else None
+    for name, v in (("sockets", sockets), ("threads", threads), ("cores", cores)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise QVError("QV_ERR_INVAL", f"cpu.topology.{name} must be a positive integer",
+                          path=f"cpu.topology.{name}")
+    if cores is None:
+        cores = max(1, count // (sockets * threads))
+    return {"cpu_model": model, "cpu_features": list(features),
+            "topology": (sockets, cores, threads)}
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

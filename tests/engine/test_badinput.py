@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quantavirt.engine import KVM_DEVICE_ENV, Machine, run_flat
+from quantavirt.engine import KVM_DEVICE_ENV, Machine, load_flat, run_flat
 from quantavirt.errors import QVError
 from quantavirt.host import probe
 
@@ -54,7 +54,7 @@ def test_too_much_memory_is_refused_before_vcpus_exist():
     with pytest.raises(QVError) as e:
         Machine(memory=host * 4 // (1 << 21) * (1 << 21) + (64 << 30), cpus=2)
     assert e.value.name == "QV_ERR_NOMEM"
-    assert "memory.size" in e.value.message and "host" in e.value.message
+    assert e.value.path == "memory.size" and "host" in e.value.message
     assert threading.active_count() == before
 
 
@@ -80,7 +80,7 @@ def test_memory_not_multiple_of_page_is_inval():
 def test_too_many_vcpus_is_inval():
     with pytest.raises(QVError) as e:
         Machine(memory=16 << 20, cpus=100000)
-    assert e.value.name == "QV_ERR_INVAL" and "cpu.count" in e.value.message
+    assert e.value.name == "QV_ERR_INVAL" and e.value.path == "cpu.count"
 
 
 def test_nonexistent_numa_node():
@@ -127,3 +127,28 @@ def test_guest_ram_bounds_are_checked():
             m.read_phys(0xC0000000, 4)
         m.write_phys(0x1000, b"abcd")
         assert m.read_phys(0x1000, 4) == b"abcd"
+
+
+def test_prealloc_and_numa_node_0_run_a_guest(guest):
+    g = guest("long_hello")
+    numa = 0 if Path("/sys/devices/system/node/node0").exists() else None
+    with Machine(memory=64 << 20, prealloc=True, numa_node=numa) as m:
+        load_flat(m, g.binary, g.mode, g.load)
+        m.start()
+        ex = m.wait(30)
+        assert ex is not None and ex.status == 7
+
+
+@pytest.mark.parametrize("size,kib", [("2M", 2048), ("1G", 1048576)])
+def test_hugepage_backed_guest_runs_when_the_pool_allows(guest, size: str, kib: int):
+    pool = probe().hugepages.get(size)
+    need = 1 if size == "1G" else 16
+    if pool is None or pool.free < need:
+        pytest.skip(f"the {size} hugepage pool has fewer than {need} free pages")
+    g = guest("long_hello")
+    r_mem = need * kib * 1024
+    with Machine(memory=r_mem, hugepages=size) as m:
+        load_flat(m, g.binary, g.mode, g.load)
+        m.start()
+        ex = m.wait(30)
+        assert ex is not None and ex.status == 7
