@@ -86,7 +86,7 @@ def boot(kernel_dir: Path, storage: list[dict], cmdline: str, tmp: Path) -> tupl
     config = {"name": "linux-virtio", "cpu": {"count": 1}, "memory": {"size": "256M"},
               "storage": storage, "console": {"type": "virtio-console",
                                               "log": str(tmp / "console.log")},
-              "boot": {"kernel": str(kernel_dir / "bzImage"), "cmdline": cmdline}}
+              "boot": {"kernel": str(kernel_dir / "vmlinux"), "cmdline": cmdline}}
     try:
         vm = VM(config, log_path=str(tmp / "vm.log"))
     except QVError as e:
