@@ -1,7 +1,7 @@
 /* Devices for test guests and boot measurements:
  *  - debug exit (port 0xf4): a write ends the VM with the written value as its status;
  *  - result port (0xf8): each write appends a value to a list the host reads back;
- *  - boot timer (0x440): the first write records the time since the device was created
+ *  - boot timer (port 0x440, or MMIO at QV_BOOT_TIMER_MMIO): the first write records the time since the device was created
  *    (the guest's init writes it when boot is done, as Firecracker's boot timer);
  *  - MMIO test device (optional, 4 KiB at QV_TEST_MMIO_BASE): offset 0 reads an ID, the other
  *    32-bit registers are scratch, so a guest can check MMIO round trips. */
@@ -124,6 +124,9 @@ int qv_debugdev_create(struct qv_bus *bus, int with_mmio, qv_vm_exit_fn exit_fn,
     if (!rc)
         rc = qv_bus_register(bus, QV_BUS_PIO, QV_BOOT_TIMER_PORT, 4, boot_timer_io, d,
                              "boot-timer");
+    if (!rc)
+        rc = qv_bus_register(bus, QV_BUS_MMIO, QV_BOOT_TIMER_MMIO, 0x1000, boot_timer_io, d,
+                             "boot-timer-mmio");
     if (!rc && with_mmio)
         rc = qv_bus_register(bus, QV_BUS_MMIO, QV_TEST_MMIO_BASE, QV_TEST_MMIO_SIZE,
                              testdev_mmio, d, "testdev");

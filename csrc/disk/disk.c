@@ -111,7 +111,7 @@ void qv_iov_zero(const struct iovec *iov, int iovcnt, size_t skip, size_t len)
     IOV_WALK(iov, iovcnt, skip, len, memset(piece, 0, piece_len));
 }
 
-int qv_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+int qv_disk_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
                  struct iovec *out, int outmax)
 {
     int n = 0, overflow = 0;

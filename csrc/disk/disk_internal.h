@@ -49,7 +49,7 @@ void qv_iov_copy_in(const struct iovec *iov, int iovcnt, size_t skip, const void
                     size_t len);
 void qv_iov_zero(const struct iovec *iov, int iovcnt, size_t skip, size_t len);
 /* The part [skip, skip+len) of iov as at most outmax entries; returns the count or -1. */
-int qv_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+int qv_disk_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
                  struct iovec *out, int outmax);
 
 /* Whole-buffer positional I/O retrying short transfers and EINTR. Reads past the end of the

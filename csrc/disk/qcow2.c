@@ -104,7 +104,7 @@ static int data_io(struct qcow2 *q, int write, uint64_t host, const struct iovec
                    int iovcnt, size_t skip, size_t len)
 {
     struct iovec local[64];
-    int n = qv_iov_slice(iov, iovcnt, skip, len, local, 64), e;
+    int n = qv_disk_iov_slice(iov, iovcnt, skip, len, local, 64), e;
     if (n < 0) { /* too fragmented: go through the scratch buffer in cluster pieces */
         for (size_t done = 0; done < len;) {
             size_t piece = len - done > q->cluster_size ? q->cluster_size : len - done;
@@ -148,7 +148,7 @@ static int backing_read(struct qcow2 *q, uint64_t guest, const struct iovec *iov
     }
     if (from_backing) {
         struct iovec local[64];
-        int n = qv_iov_slice(iov, iovcnt, skip, from_backing, local, 64), rc;
+        int n = qv_disk_iov_slice(iov, iovcnt, skip, from_backing, local, 64), rc;
         if (n >= 0) {
             rc = qv_disk_readv(q->backing, guest, local, n);
         } else {

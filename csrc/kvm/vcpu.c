@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvm/vm_internal.h"
+#include "quantavirt/boot_kvm.h"
 #include "quantavirt/errors.h"
 
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
@@ -36,9 +37,11 @@ int qv_vcpu_create(struct qv_vm *vm, uint32_t id, char *err, size_t errlen)
     struct qv_vcpu *v = &vm->vcpus[id];
     v->vm = vm;
     v->id = id;
-    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+    v->apic_id = vm->apic_ids[id];
+    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)v->apic_id);
     if (v->fd < 0) {
-        snprintf(err, errlen, "KVM_CREATE_VCPU %" PRIu32 ": %s", id, strerror(errno));
+        snprintf(err, errlen, "KVM_CREATE_VCPU %" PRIu32 " (APIC id %" PRIu32 "): %s", id,
+                 v->apic_id, strerror(errno));
         return QV_ERR_KVM;
     }
     void *run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
@@ -47,11 +50,7 @@ int qv_vcpu_create(struct qv_vm *vm, uint32_t id, char *err, size_t errlen)
         return QV_ERR_KVM;
     }
     v->run = run;
-    if (qv_cpuid_apply(vm, v) != QV_SUCCESS) {
-        snprintf(err, errlen, "KVM_SET_CPUID2 on vCPU %" PRIu32 ": %s", id, strerror(errno));
-        return QV_ERR_KVM;
-    }
-    return QV_SUCCESS;
+    return qv_cpuid_apply(vm, v, err, errlen);
 }
 
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint64_t base, uint32_t limit,
@@ -75,6 +74,15 @@ int qv_vcpu_apply_boot_state(struct qv_vcpu *v, const struct qv_boot_cpu_state *
     struct kvm_regs regs;
     if (ioctl(v->fd, KVM_GET_SREGS, &sregs) != 0)
         return QV_ERR_KVM;
+    if (st->kernel_format) {
+        /* A loader's state (csrc/boot): segment caches decoded from the GDT it wrote. */
+        if (qv_boot_kvm_sregs(v->vm->ram, v->vm->low_size, st, &sregs) != 0)
+            return QV_ERR_INVAL;
+        qv_boot_kvm_regs(st, &regs);
+        if (ioctl(v->fd, KVM_SET_SREGS, &sregs) != 0 || ioctl(v->fd, KVM_SET_REGS, &regs) != 0)
+            return QV_ERR_KVM;
+        return QV_SUCCESS;
+    }
     memset(&regs, 0, sizeof(regs));
     regs.rflags = st->rflags | 0x2; /* bit 1 is reserved and always set */
     regs.rsp = st->rsp;
@@ -137,8 +145,10 @@ void qv_vcpu_dump_regs(struct qv_vcpu *v, char *buf, size_t len)
         snprintf(buf, len, "vCPU %" PRIu32 ": registers unavailable: %s", v->id, strerror(errno));
         return;
     }
+    struct kvm_mp_state mp = {.mp_state = UINT32_MAX};
+    (void)ioctl(v->fd, KVM_GET_MP_STATE, &mp); /* best effort: UINT32_MAX when unknown */
     snprintf(buf, len,
-             "vCPU %" PRIu32 " registers:\n"
+             "vCPU %" PRIu32 " registers (mp_state %" PRIu32 "):\n"
              " RIP=%016llx RSP=%016llx RFLAGS=%016llx\n"
              " RAX=%016llx RBX=%016llx RCX=%016llx RDX=%016llx\n"
              " RSI=%016llx RDI=%016llx RBP=%016llx\n"
@@ -147,7 +157,7 @@ void qv_vcpu_dump_regs(struct qv_vcpu *v, char *buf, size_t len)
              " CS=%04x base=%016llx l=%u db=%u dpl=%u  SS=%04x  DS=%04x  TR=%04x\n"
              " CR0=%016llx CR2=%016llx CR3=%016llx CR4=%016llx EFER=%016llx\n"
              " GDT=%016llx/%04x IDT=%016llx/%04x",
-             v->id, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+             v->id, mp.mp_state, (unsigned long long)r.rip, (unsigned long long)r.rsp,
              (unsigned long long)r.rflags, (unsigned long long)r.rax, (unsigned long long)r.rbx,
              (unsigned long long)r.rcx, (unsigned long long)r.rdx, (unsigned long long)r.rsi,
              (unsigned long long)r.rdi, (unsigned long long)r.rbp, (unsigned long long)r.r8,
@@ -232,6 +242,9 @@ static void *vcpu_thread(void *arg)
     struct qv_vm *vm = v->vm;
     bool go = true;
     atomic_store(&v->tid, (int)syscall(SYS_gettid));
+    char name[16];
+    snprintf(name, sizeof(name), "qv-vcpu%" PRIu32, v->id % 100000u);
+    pthread_setname_np(pthread_self(), name); /* for per-thread CPU accounting (top, /proc) */
     while (go && !atomic_load(&vm->stopping)) {
         qv_vcpu_maybe_park(v);
         if (atomic_load(&vm->stopping))

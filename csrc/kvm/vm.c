@@ -122,8 +122,49 @@ static int open_kvm(struct qv_vm *vm, const char *kvm_path, char *err, size_t er
     return QV_SUCCESS;
 }
 
+/* PC interrupt wiring, as the ACPI MADT describes it: ISA IRQ 0 (the PIT) reaches IOAPIC
+ * pin 2 (the MADT's IRQ0 -> GSI 2 override), every other GSI its own pin; GSIs 0-15 also
+ * reach the 8259 pair (2 is the cascade). KVM's default table sends GSI 0 to pin 0, where a
+ * guest that trusts the MADT never looks (Linux then falls back to ExtINT, or panics with
+ * "IO-APIC + timer doesn't work"). */
+static int set_gsi_routing(struct qv_vm *vm, char *err, size_t errlen)
+{
+    enum { PINS = 24 };
+    struct {
+        struct kvm_irq_routing r;
+        struct kvm_irq_routing_entry e[16 + PINS];
+    } t;
+    memset(&t, 0, sizeof(t));
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < 16; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        t.e[n].u.irqchip.pin = gsi % 8;
+        n++;
+    }
+    for (uint32_t gsi = 0; gsi < PINS; gsi++) {
+        if (gsi == 2)
+            continue;
+        t.e[n].gsi = gsi;
+        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        t.e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+        n++;
+    }
+    t.r.nr = n;
+    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &t.r) != 0) {
+        snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
+        return QV_ERR_KVM;
+    }
+    return QV_SUCCESS;
+}
+
 static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
 {
+    int rc;
     do {
         vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0UL);
     } while (vm->vm_fd < 0 && errno == EINTR);
@@ -146,6 +187,8 @@ static int create_vm_fd(struct qv_vm *vm, char *err, size_t errlen)
         snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
         return QV_ERR_KVM;
     }
+    if ((rc = set_gsi_routing(vm, err, errlen)))
+        return rc;
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) != 0) {
         snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
@@ -166,9 +209,11 @@ static int create_devices(struct qv_vm *vm, char *err, size_t errlen)
         rc = qv_acpi_pm_create(&vm->bus, device_exit, vm, &vm->acpi_pm);
     if (!rc)
         rc = qv_debugdev_create(&vm->bus, vm->cfg.test_device, device_exit, vm, &vm->debugdev);
-    if (rc)
+    if (rc) {
         snprintf(err, errlen, "creating the legacy devices failed: %s", qv_strerror(rc));
-    return rc;
+        return rc;
+    }
+    return qv_pci_devices_init(vm, err, errlen);
 }
 
 int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, size_t errlen)
@@ -193,6 +238,8 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     /* Paths are used only here; do not keep the caller's pointers. */
     vm->cfg.kvm_path = NULL;
     vm->cfg.console_log = NULL;
+    vm->cfg.cpu_model = NULL;
+    vm->cfg.cpu_features = NULL;
     vm->cfg.log_path = NULL;
     vm->kvm_fd = vm->vm_fd = vm->console_log_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
@@ -226,7 +273,7 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
         goto fail;
     if ((rc = qv_memory_register(vm, err, errlen)))
         goto fail;
-    if ((rc = qv_cpuid_init(vm, err, errlen)))
+    if ((rc = qv_cpuid_init(vm, cfg, err, errlen)))
         goto fail;
     if ((rc = create_devices(vm, err, errlen)))
         goto fail;
@@ -307,6 +354,11 @@ int qv_vm_start(struct qv_vm *vm)
             return rc;
         }
     }
+    int io_rc = qv_pci_devices_start(vm);
+    if (io_rc) {
+        snprintf(vm->error, sizeof(vm->error), "starting the device I/O thread failed");
+        return io_rc;
+    }
     vm->state = QV_VM_RUNNING;
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
         pthread_mutex_lock(&vm->lock);
@@ -375,7 +427,9 @@ int qv_vm_console_input(struct qv_vm *vm, const uint8_t *data, size_t len)
 {
     if (!vm || (!data && len))
         return QV_ERR_INVAL;
-    qv_serial_input(vm->serial, data, len);
+    /* Typed input goes to the guest's console: the virtio one when the VM has it. */
+    if (!qv_pci_console_input(vm, data, len))
+        qv_serial_input(vm->serial, data, len);
     return QV_SUCCESS;
 }
 
@@ -428,10 +482,21 @@ void qv_vm_destroy(struct qv_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_join(&vm->vcpus[i]);
+        /* A VM stopped from the host: where each vCPU was, for the log (hangs, timeouts). */
+        if (vm->log && vm->exit_set && vm->exit.reason == QV_EXIT_STOPPED) {
+            for (uint32_t i = 0; i < vm->nvcpus; i++) {
+                char dump[1536];
+                if (vm->vcpus[i].fd < 0)
+                    continue;
+                qv_vcpu_dump_regs(&vm->vcpus[i], dump, sizeof(dump));
+                qv_vm_log(vm, "INFO", "stopped by the host:\n%s", dump);
+            }
+        }
         for (uint32_t i = 0; i < vm->nvcpus; i++)
             qv_vcpu_close(&vm->vcpus[i]);
         free(vm->vcpus);
     }
+    qv_pci_devices_destroy(vm);
     qv_serial_destroy(vm->serial);
     qv_i8042_destroy(vm->i8042);
     qv_rtc_destroy(vm->rtc);
@@ -442,7 +507,7 @@ void qv_vm_destroy(struct qv_vm *vm)
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     qv_memory_free(vm);
-    free(vm->cpuid);
+    qv_cpuid_free(vm);
     if (vm->console_log_fd >= 0)
         close(vm->console_log_fd);
     if (vm->log)

@@ -13,11 +13,14 @@
 
 #include "devices/bus.h"
 #include "devices/devices.h"
+#include "quantavirt/cpuid.h"
 #include "quantavirt/engine.h"
+#include "quantavirt/vm_devices.h"
 
 struct qv_vcpu {
     struct qv_vm *vm;
-    uint32_t id;
+    uint32_t id;                  /* index in vm->vcpus */
+    uint32_t apic_id;             /* KVM vCPU id = APIC id (from the topology) */
     int fd;
     struct kvm_run *run;
     pthread_t thread;
@@ -47,7 +50,10 @@ struct qv_vm {
     struct qv_bus bus;
     struct qv_vcpu *vcpus;
     uint32_t nvcpus;
-    struct kvm_cpuid2 *cpuid;     /* what every vCPU gets (APIC IDs patched per vCPU) */
+    struct qv_cpuid_entry *cpuid_supported; /* KVM_GET_SUPPORTED_CPUID */
+    size_t n_cpuid_supported;
+    struct qv_cpuid_config cpuid_cfg;       /* owned copies of model and flags */
+    uint32_t *apic_ids;                     /* per vCPU index */
     struct qv_boot_cpu_state boot;
     bool boot_set;
     struct qv_serial *serial;
@@ -55,6 +61,7 @@ struct qv_vm {
     struct qv_rtc *rtc;
     struct qv_debugdev *debugdev;
     struct qv_acpi_pm *acpi_pm;
+    struct qv_vm_pci *pcidev;     /* PCI host bridge and virtio functions (pci_devices.c) */
     int console_log_fd;
     FILE *log;
     uint32_t mxcsr_mask;          /* host FXSAVE MXCSR_MASK, for the fallback's FXSAVE */
@@ -81,14 +88,23 @@ void qv_vm_log(struct qv_vm *vm, const char *level, const char *fmt, ...)
 /* Host pointer to [gpa, gpa+len) when entirely inside one RAM region, else NULL. */
 uint8_t *qv_vm_gpa_ptr(struct qv_vm *vm, uint64_t gpa, uint64_t len);
 
+/* pci_devices.c: the host bridge and virtio functions; start runs the I/O thread (if any
+ * device uses ioeventfds), destroy joins it and frees everything (after the vCPUs stopped). */
+int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen);
+int qv_pci_devices_start(struct qv_vm *vm);
+void qv_pci_devices_destroy(struct qv_vm *vm);
+/* Typed console input for a virtio-console, if the VM has one. */
+bool qv_pci_console_input(struct qv_vm *vm, const uint8_t *data, size_t len);
+
 /* memory.c */
 int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen);
 int qv_memory_register(struct qv_vm *vm, char *err, size_t errlen);
 void qv_memory_free(struct qv_vm *vm);
 
 /* cpuid.c */
-int qv_cpuid_init(struct qv_vm *vm, char *err, size_t errlen);
-int qv_cpuid_apply(struct qv_vm *vm, struct qv_vcpu *vcpu);
+int qv_cpuid_init(struct qv_vm *vm, const struct qv_vm_config *cfg, char *err, size_t errlen);
+int qv_cpuid_apply(struct qv_vm *vm, struct qv_vcpu *vcpu, char *err, size_t errlen);
+void qv_cpuid_free(struct qv_vm *vm);
 
 /* vcpu.c */
 int qv_vcpu_create(struct qv_vm *vm, uint32_t id, char *err, size_t errlen);

@@ -65,6 +65,7 @@ class Stats:
     boot_timer_ns: int = 0
     boot_timer_value: int = 0
     results: list[int] = field(default_factory=list)
+    disks: list[dict[str, object]] = field(default_factory=list)  # filled by VM.stats()
 
 
 class Machine:
@@ -74,7 +75,9 @@ class Machine:
                  prealloc: bool = False, numa_node: int | None = None,
                  console_fd: int = -1, console_log: str | None = None,
                  log_path: str | None = None, test_device: bool = False,
-                 emulation_fallback: bool = True, kvm_path: str | None = None) -> None:
+                 emulation_fallback: bool = True, kvm_path: str | None = None,
+                 cpu_model: str | None = None, cpu_features: list[str] | tuple[str, ...] = (),
+                 topology: tuple[int, int, int] | None = None) -> None:
         if hugepages not in HUGEPAGE_KB:
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
@@ -92,11 +95,20 @@ class Machine:
         cfg.log_path = self._cstr(log_path)
         cfg.test_device = int(test_device)
         cfg.emulation_fallback = int(emulation_fallback)
+        cfg.cpu_model = self._cstr(cpu_model)
+        feats = [self._cstr(f) for f in cpu_features]
+        if feats:
+            arr = ffi.new("const char *[]", feats)
+            self._keep.append(arr)
+            cfg.cpu_features = arr
+        cfg.n_cpu_features = len(feats)
+        if topology is not None:
+            cfg.sockets, cfg.cores, cfg.threads = topology
         out = ffi.new("struct qv_vm **")
         err = ffi.new("char[1024]")
         rc = lib.qv_vm_create(cfg, out, err, len(err))
         if rc != 0:
-            raise QVError(rc, ffi.string(err).decode(errors="replace") or None)
+            _raise_with_path(rc, ffi.string(err).decode(errors="replace"))
         self._vm = out[0]
         self.cpus = cpus
         self.memory = memory
@@ -146,6 +158,16 @@ class Machine:
         st.gdt_base, st.gdt_limit = gdt_base, gdt_limit
         st.code_selector, st.data_selector = code_selector, data_selector
         self._check(lib.qv_vm_set_boot_state(self._handle(), st), "set boot state")
+
+    def load_linux(self, kernel: str, initrd: str | None = None, cmdline: str = "") -> None:
+        """Direct kernel boot: layout, ACPI tables, kernel (bzImage or PVH vmlinux), initrd and
+        command line into guest RAM, and vCPU 0's entry state (csrc/kvm/linux_boot.c)."""
+        err = ffi.new("char[1024]")
+        rc = lib.qv_vm_load_linux(self._handle(), os.fsencode(kernel),
+                                  os.fsencode(initrd) if initrd else ffi.NULL,
+                                  cmdline.encode(), err, len(err))
+        if rc != 0:
+            _raise_with_path(rc, ffi.string(err).decode(errors="replace"))
 
     def set_boot_cpu_state(self, state: object) -> None:
         """Apply a `struct qv_boot_cpu_state *` a loader filled (csrc/boot)."""
@@ -233,6 +255,68 @@ class Machine:
             boot_timer_ns=int(st.boot_timer_ns), boot_timer_value=int(st.boot_timer_value),
             results=[int(st.results[i]) for i in range(st.nresults)])
 
+    # --- PCI devices (csrc/kvm/pci_devices.c); add them before start() -------------------
+
+    def add_virtio_blk(self, disk: object, *, readonly: bool = False, discard: bool = False,
+                       queues: int = 1, serial: str | None = None, io_limit: int = 0,
+                       iops_limit: int = 0, queue_size: int = 0) -> int:
+        """A virtio-blk function over `disk` (a `struct qv_disk *`; the caller keeps it open
+        until close()). Returns the device index for blk_stats()/virtio_info()."""
+        opts = ffi.new("struct qv_virtio_blk_options *")
+        opts.readonly = int(readonly)
+        opts.discard = int(discard)
+        opts.num_queues = queues
+        opts.queue_size = queue_size
+        opts.serial = self._cstr(serial)
+        opts.io_limit = io_limit
+        opts.iops_limit = iops_limit
+        idx = ffi.new("int *")
+        self._check(lib.qv_vm_add_virtio_blk(self._handle(), disk, opts, idx), "virtio-blk")
+        return int(idx[0])
+
+    def add_virtio_console(self) -> None:
+        self._check(lib.qv_vm_add_virtio_console(self._handle()), "virtio-console")
+
+    def add_virtio_rng(self) -> None:
+        self._check(lib.qv_vm_add_virtio_rng(self._handle()), "virtio-rng")
+
+    def add_virtio_balloon(self, deflate_on_oom: bool = False) -> None:
+        self._check(lib.qv_vm_add_virtio_balloon(self._handle(), int(deflate_on_oom)),
+                    "virtio-balloon")
+
+    def virtio_info(self, index: int) -> dict[str, int]:
+        info = ffi.new("struct qv_vm_virtio_info *")
+        self._check(lib.qv_vm_virtio_info(self._handle(), index, info), "virtio info")
+        return {name: int(getattr(info, name)) for name in (
+            "kind", "slot", "status", "memory_enabled", "bar", "num_queues", "ioeventfd",
+            "thread_kicks", "exit_kicks", "msis")}
+
+    def blk_stats(self, index: int) -> dict[str, int]:
+        st = ffi.new("struct qv_virtio_blk_stats *")
+        self._check(lib.qv_vm_virtio_blk_stats(self._handle(), index, st), "virtio-blk stats")
+        return {name: int(getattr(st, name)) for name in (
+            "rd_ops", "rd_bytes", "wr_ops", "wr_bytes", "flush_ops", "discard_ops",
+            "write_zeroes_ops", "get_id_ops", "io_errors", "unsupported", "throttled")}
+
+    def balloon_set_target(self, target_bytes: int) -> None:
+        if target_bytes < 0:
+            raise QVError("QV_ERR_INVAL", "the balloon target cannot be negative")
+        self._check(lib.qv_vm_balloon_set_target(self._handle(), target_bytes), "balloon")
+
+    def balloon_info(self, refresh: bool = False) -> dict[str, object]:
+        actual = ffi.new("uint32_t *")
+        st = ffi.new("struct qv_virtio_balloon_stats *")
+        self._check(lib.qv_vm_balloon_info(self._handle(), actual, st, int(refresh)),
+                    "balloon")
+        names = {0: "swap_in", 1: "swap_out", 2: "major_faults", 3: "minor_faults",
+                 4: "free_memory", 5: "total_memory", 6: "available_memory",
+                 7: "disk_caches", 8: "hugetlb_allocations", 9: "hugetlb_failures"}
+        guest = {name: int(st.value[tag]) for tag, name in names.items()
+                 if int(st.value[tag]) != 0xFFFFFFFFFFFFFFFF}
+        return {"actual_bytes": int(actual[0]) * 4096, "guest_stats": guest,
+                "stats_updates": int(st.updates), "inflated_pages": int(st.inflated_pages),
+                "deflated_pages": int(st.deflated_pages), "bad_pfns": int(st.bad_pfns)}
+
     def close(self) -> None:
         """Stop the vCPUs, join their threads, close every fd, unmap guest RAM."""
         if self._vm is not None:
@@ -248,6 +332,14 @@ class Machine:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _raise_with_path(code: int, text: str) -> None:
+    """Raise QVError from a C message of the form "config.path: message" (or plain text)."""
+    head, sep, rest = text.partition(": ")
+    if sep and head and " " not in head and "/" not in head:
+        raise QVError(code, rest or None, path=head)
+    raise QVError(code, text or None)
 
 
 # Fixed low-memory layout the flat-guest runner uses for protected and long mode.

@@ -55,8 +55,12 @@ class HostInfo:
 
 # Linux 6.1 feature bit numbers (word * 32 + bit) of features the emulating backend cannot
 # execute but cannot hide from the guest's CPUID either: PCLMULQDQ, SSSE3, CX16, SSE4.1,
-# SSE4.2, POPCNT, AES, XSAVE, AVX, AVX2, AVX-512F, SMAP.
+# SSE4.2, POPCNT, AES, XSAVE, AVX, AVX2, AVX-512F, SMAP. `nopv`: the guest's CPUID also shows
+# the outer hypervisor's KVM leaves (0x40000000..), and a guest that uses the PV IPI hypercall
+# on this backend never delivers the IPI (measured: the first AP's call-function IPI to CPU 0
+# hangs both CPUs at "x86: Booting SMP configuration"); without PV features it uses the LAPIC.
 EMULATING_BACKEND_CMDLINE = (
+    "nopv",
     "noxsave",
     "clearcpuid=129,137,141,147,148,151,153,154,156,293,304,308",
 )

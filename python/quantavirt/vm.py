@@ -26,6 +26,7 @@ from quantavirt.config.sizes import parse_size
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
 from quantavirt.host import HostInfo, probe
+from quantavirt.vm_devices import AttachedDevices, attach_devices, disk_stats
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,12 @@ def effective_cmdline(boot: Mapping[str, Any], host: HostInfo) -> str:
     return " ".join(p for p in parts + added if p)
 
 
-def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str,
-                       host: HostInfo) -> None:
-    """Load boot.kernel (and initrd) into guest memory and set the boot vCPU state.
-
-    TODO(boot loader): the Linux loaders (csrc/boot: bzImage, PVH, ACPI, e820) plug in here:
-    fill a `struct qv_boot_cpu_state` and pass it to ``machine.set_boot_cpu_state``."""
-    raise QVError("QV_ERR_NOTSUP", "direct kernel boot lands with the boot loader work",
-                  path="boot.kernel")
+def direct_kernel_boot(machine: Machine, boot: Mapping[str, Any], cmdline: str) -> None:
+    """Load boot.kernel (bzImage or PVH vmlinux), boot.initrd and `cmdline` into guest memory
+    with the ACPI tables and e820 map, and set the boot vCPU's entry state."""
+    kernel = str(boot["kernel"])
+    initrd = boot.get("initrd")
+    machine.load_linux(kernel, str(initrd) if initrd else None, cmdline)
 
 
 class VM:
@@ -161,6 +160,7 @@ class VM:
         os.set_blocking(rfd, False)
         self._rfd, self._wfd = rfd, wfd
         self._ended = threading.Event()
+        self.devices = AttachedDevices()
         try:
             self.machine = Machine(
                 memory=size, cpus=count, hugepages=hugepages or None,
@@ -168,16 +168,18 @@ class VM:
                 numa_node=cpu.get("numa_node"), console_fd=wfd,
                 console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
                 test_device=flat_binary is not None,
-                emulation_fallback=True)
+                emulation_fallback=True, **_cpu_options(cpu, count))
+            attach_devices(self.machine, config, self.devices)
             if flat_binary is not None:
                 load_flat(self.machine, flat_binary, flat_mode, flat_load)
             else:
                 self.cmdline = effective_cmdline(boot, self.host)
-                direct_kernel_boot(self.machine, boot, self.cmdline, self.host)
+                direct_kernel_boot(self.machine, boot, self.cmdline)
         except BaseException:
             self._close_fds()
             if hasattr(self, "machine"):
                 self.machine.close()
+            self.devices.close()
             raise
         self.console = ConsoleStream(rfd, self._has_ended)
         self._exit: ExitInfo | None = None
@@ -261,7 +263,20 @@ class VM:
         return self._exit.status if self._exit else None
 
     def stats(self) -> Stats:
-        return self.machine.stats()
+        """Engine counters plus per-disk bytes and operations (``disks``)."""
+        st = self.machine.stats()
+        st.disks = disk_stats(self.machine, self.devices)
+        return st
+
+    def balloon(self, target_bytes: int) -> None:
+        """Ask the guest's balloon driver to hold `target_bytes` of its memory (0 deflates).
+        QV_ERR_NODEV unless memory.balloon is set."""
+        self.machine.balloon_set_target(target_bytes)
+
+    def balloon_info(self, refresh: bool = False) -> dict[str, object]:
+        """The balloon's current size and the guest's memory statistics (refresh asks the
+        driver for new ones; they arrive asynchronously)."""
+        return self.machine.balloon_info(refresh)
 
     def console_input(self, data: bytes) -> None:
         self.machine.console_input(data)
@@ -271,6 +286,7 @@ class VM:
         if self.state == "DESTROYED":
             return
         self.machine.close()
+        self.devices.close()
         self._ended.set()
         self.console.join()
         self._close_fds()
@@ -282,6 +298,32 @@ class VM:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _cpu_options(cpu: Mapping[str, Any], count: int) -> dict[str, Any]:
+    """cpu.model / cpu.features / cpu.topology as Machine keyword arguments (the C side checks
+    names and the topology against cpu.count, naming the config path)."""
+    model = cpu.get("model") or "host"
+    features = cpu.get("features") or []
+    if not isinstance(model, str):
+        raise QVError("QV_ERR_INVAL", "cpu.model must be a string", path="cpu.model")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise QVError("QV_ERR_INVAL", "cpu.features must be a list of strings",
+                      path="cpu.features")
+    topo = cpu.get("topology") or {}
+    if not isinstance(topo, Mapping):
+        raise QVError("QV_ERR_INVAL", "cpu.topology must be an object", path="cpu.topology")
+    values = (topo.get("sockets", 1), topo.get("cores", None), topo.get("threads", 1))
+    sockets, threads = values[0], values[2]
+    cores = values[1] if values[1] is not None else None
+    for name, v in (("sockets", sockets), ("threads", threads), ("cores", cores)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise QVError("QV_ERR_INVAL", f"cpu.topology.{name} must be a positive integer",
+                          path=f"cpu.topology.{name}")
+    if cores is None:
+        cores = max(1, count // (sockets * threads))
+    return {"cpu_model": model, "cpu_features": list(features),
+            "topology": (sockets, cores, threads)}
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -1,16 +1,23 @@
 """Fixtures for the loader tests: Debian's stock cloud kernel (downloaded once with apt-get
-into a cache, never installed), a PVH ELF kernel assembled here, and synthetic bzImages."""
+into a cache, never installed), a PVH ELF kernel assembled here, synthetic bzImages, and the
+real Linux boots through `launch` (one per kernel and session; they take minutes)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from quantavirt.host import probe
 
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 
@@ -164,3 +171,102 @@ def make_bzimage(payload: bytes = b"\x90" * 8192, *, setup_sects: int = 4,
 @pytest.fixture
 def bzimage_factory():  # noqa: ANN201 - returns make_bzimage
     return make_bzimage
+
+# --- Real Linux boots through `launch` (tests/boot/test_linux_boot.py) ---------------------
+BOOT_TIMER = 0xFEB00000  # QV_BOOT_TIMER_MMIO (csrc/include/quantavirt/engine.h)
+GUEST_MEMORY = "256M"
+STOCK_MEMORY = "1G"
+
+
+
+@dataclass(frozen=True)
+class Boot:
+    console: str
+    returncode: int
+    stderr: str
+    seconds: float
+    memory: str
+    emulating: bool
+
+    def line_time(self, text: str) -> float | None:
+        """The kernel timestamp (seconds) of the first console line containing `text`."""
+        for line in self.console.splitlines():
+            if text in line and line.startswith("["):
+                try:
+                    return float(line[1:line.index("]")])
+                except ValueError:
+                    return None
+        return None
+
+
+def emulating_backend() -> bool:
+    return probe().kvm_backend == "emulating"
+
+
+def launch_kernel(tmp: Path, kernel: Path, initrd: Path, *, memory: str, cpus: int,
+                  cmdline: str, timeout: float) -> Boot:
+    """`python -m quantavirt launch` a config file for `kernel`; console and exit status."""
+    disk = tmp / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    config = {"name": "linux-boot", "cpu": {"count": cpus}, "memory": {"size": memory},
+              "storage": [{"path": str(disk)}],
+              "boot": {"kernel": str(kernel), "initrd": str(initrd), "cmdline": cmdline}}
+    cfg = tmp / "vm.json"
+    cfg.write_text(json.dumps(config))
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "quantavirt", "launch", str(cfg), "--timeout",
+                        str(timeout), "--log", str(tmp / "vm.log")],
+                       capture_output=True, timeout=timeout + 120, check=False,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seconds = time.monotonic() - start
+    console = r.stdout.decode(errors="replace")
+    (tmp / "console.txt").write_text(console)
+    print(f"\n{kernel.name}: launch ended with {r.returncode} after {seconds:.1f} s wall "
+          f"(console: {tmp / 'console.txt'}, log: {tmp / 'vm.log'})")
+    return Boot(console, r.returncode, r.stderr.decode(errors="replace"), seconds, memory,
+                emulating_backend())
+
+
+@dataclass(frozen=True)
+class Launcher:
+    emulating: bool
+    launch: object  # launch_kernel
+
+
+@pytest.fixture(scope="session")
+def linux_launcher() -> Launcher:
+    """launch_kernel for tests that boot a kernel themselves, and the backend kind."""
+    return Launcher(emulating_backend(), launch_kernel)
+
+
+@pytest.fixture(scope="session")
+def guest_vmlinux(guest_kernel_dir: Path) -> Path:
+    """The project's guest kernel as an ELF vmlinux: loaded through PVH, no decompressor."""
+    return guest_kernel_dir / "vmlinux"
+
+
+@pytest.fixture(scope="session")
+def guest_kernel_boot(tmp_path_factory: pytest.TempPathFactory, guest_vmlinux: Path,
+                      initramfs: Path) -> Boot:
+    """The project's kernel with 2 vCPUs; init asked to panic (panic=-1: the kernel resets).
+    Here init cannot run (SYSCALL from ring 3 is not delivered on the emulating backend), and
+    the kernel panics because init died: the same ending, reached one step earlier."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no /dev/kvm")
+    tmp = tmp_path_factory.mktemp("guest-kernel-boot")
+    return launch_kernel(tmp, guest_vmlinux, initramfs, memory=GUEST_MEMORY, cpus=2,
+                         cmdline=f"console=ttyS0 panic=-1 qv.action=panic "
+                                 f"qv.boot_timer={BOOT_TIMER:#x}", timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def stock_kernel_boot(tmp_path_factory: pytest.TempPathFactory, stock_vmlinux: Path,
+                      initramfs: Path) -> Boot:
+    """Debian's stock kernel (its vmlinux, unmodified, through PVH) with 2 vCPUs and 1 GiB,
+    init asked to power off. One boot per session: about 12+ minutes on kvm_pvm."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no /dev/kvm")
+    tmp = tmp_path_factory.mktemp("stock-kernel-boot")
+    return launch_kernel(tmp, stock_vmlinux, initramfs, memory=STOCK_MEMORY, cpus=2,
+                         cmdline=f"console=ttyS0 panic=-1 qv.action=poweroff "
+                                 f"qv.boot_timer={BOOT_TIMER:#x}", timeout=2400)

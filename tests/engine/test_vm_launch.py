@@ -32,8 +32,12 @@ def _launch(args: list[str], env: dict[str, str] | None = None,
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
+    """A config file `launch` accepts (validated: 128M minimum, one disk)."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
     p = tmp_path / "vm.json"
-    p.write_text(json.dumps(CONFIG))
+    p.write_text(json.dumps({**CONFIG, "memory": {"size": "128M"},
+                             "storage": [{"path": str(disk)}]}))
     return p
 
 
@@ -94,12 +98,20 @@ def test_vm_missing_kernel_is_noent(tmp_path: Path):
     assert e.value.name == "QV_ERR_NOENT" and e.value.path == "boot.kernel"
 
 
-def test_vm_kernel_boot_waits_for_the_loader(tmp_path: Path):
+def test_vm_kernel_of_neither_format_is_inval(tmp_path: Path):
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"\0" * 4096)
     with pytest.raises(QVError) as e:
         VM({**CONFIG, "boot": {"kernel": str(kernel)}})
-    assert e.value.name == "QV_ERR_NOTSUP" and "boot loader" in e.value.message
+    assert e.value.name == "QV_ERR_INVAL" and e.value.path == "boot.kernel"
+
+
+def test_launch_invalid_config_is_qv_error(tmp_path: Path):
+    p = tmp_path / "vm.json"
+    p.write_text(json.dumps({**CONFIG, "memory": {"size": "64M"}}))
+    r = _launch([str(p)])
+    assert r.returncode == 1
+    assert b"QV_ERR_INVAL" in r.stderr and b"memory.size" in r.stderr
 
 
 def test_bad_memory_size_is_inval():

@@ -33,6 +33,9 @@ struct qv_vm;
 #define QV_BOOT_TIMER_PORT 0x440  /* write: timestamp recorded (Firecracker-style boot timer) */
 #define QV_TEST_MMIO_BASE 0xd0000000ULL /* test device: 4 KiB scratch registers (test_device) */
 #define QV_TEST_MMIO_SIZE 0x1000ULL
+/* Boot timer as a 4 KiB MMIO page (a guest's init can reach it with `devmem ADDR 8 1`):
+ * outside RAM, the PCI windows and ECAM, below the IOAPIC. Same effect as the port. */
+#define QV_BOOT_TIMER_MMIO 0xfeb00000ULL
 /* ACPI fixed hardware (the FADT the boot loader writes must name these): PM1a event block
  * (4 bytes), PM1a control block (2 bytes), SLP_TYP of \_S5 (power off), SCI, reset register. */
 #define QV_RESET_PORT QV_ACPI_RESET_PORT /* write with bit 2 (RST_CPU): reset */
@@ -63,6 +66,12 @@ struct qv_vm_config {
     const char *log_path;       /* NULL or the VM log (register dumps, fallback notes) */
     int test_device;            /* register the scratch MMIO test device */
     int emulation_fallback;     /* complete instructions the backend cannot emulate */
+    /* CPUID (csrc/cpuid): model NULL or "host", "+flag"/"-flag" overrides, topology
+     * (0 = 1 socket x vcpus cores x 1 thread). APIC ids follow the topology. */
+    const char *cpu_model;
+    const char *const *cpu_features;
+    size_t n_cpu_features;
+    uint32_t sockets, cores, threads;
 };
 
 struct qv_vm_exit {
@@ -109,6 +118,12 @@ void *qv_vm_phys_ptr(struct qv_vm *vm, uint64_t gpa, size_t len);
 uint64_t qv_vm_mem_size(const struct qv_vm *vm);
 /* Initial state of vCPU 0; the other vCPUs wait for INIT-SIPI-SIPI from it. */
 int qv_vm_set_boot_state(struct qv_vm *vm, const struct qv_boot_cpu_state *state);
+/* Direct Linux boot (csrc/kvm/linux_boot.c): memory layout, ACPI tables for every vCPU, the
+ * kernel (bzImage with the 64-bit entry, or an ELF vmlinux through its PVH note), the initrd
+ * (NULL: none) and the command line, and vCPU 0's entry state. Errors name the config path
+ * in err ("boot.kernel: ..."): QV_ERR_NOENT, QV_ERR_INVAL (neither format), QV_ERR_NOMEM. */
+int qv_vm_load_linux(struct qv_vm *vm, const char *kernel, const char *initrd,
+                     const char *cmdline, char *err, size_t errlen);
 int qv_vm_start(struct qv_vm *vm);
 /* Wait for the VM to stop: 0 with *exit filled, QV_ERR_TIMEOUT if still running after
  * timeout_ms (< 0: wait forever). */

@@ -18,7 +18,6 @@ Exit status (scripts depend on it):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import sys
@@ -36,17 +35,10 @@ EXIT_DEBUG_MAX = 125
 
 
 def _load_config(path: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise QVError("QV_ERR_NOENT", f"{path}: {e.strerror}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise QVError("QV_ERR_INVAL", f"{path}: not JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise QVError("QV_ERR_INVAL", f"{path}: the configuration must be a JSON object")
-    return config
+    """The effective configuration of the file (validation errors raise the QV error)."""
+    from quantavirt.config import load_file
+
+    return load_file(path)
 
 
 def _exit_code(vm: Any) -> int:

@@ -1,0 +1,561 @@
+/* The engine side of the PCI devices: the host bridge on the VM's bus, virtio-pci functions
+ * (blk, console, rng, balloon) with their interrupts and queue notifications wired to KVM.
+ *
+ * - Interrupts: each MSI-X message the transport sends goes out with KVM_SIGNAL_MSI (the
+ *   in-kernel LAPIC delivers it; the message is whatever the guest wrote in the table).
+ * - Kicks: with KVM_CAP_IOEVENTFD every queue's notify address gets an eventfd (re-registered
+ *   when the guest moves the BAR), so a kick costs the vCPU no exit to user space; an I/O
+ *   thread (epoll) processes the queue. A notify write KVM does not match (other width) takes
+ *   the MMIO exit and the transport wakes the same eventfd. Without ioeventfd the queue is
+ *   processed inline on the vCPU thread.
+ * - Rate limits: a device that defers (virtio-blk token buckets) returns a deadline; the I/O
+ *   thread arms a timerfd for the earliest one. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/pci.h"
+#include "kvm/vm_internal.h"
+#include "quantavirt/errors.h"
+#include "quantavirt/layout.h"
+#include "quantavirt/virtio_balloon.h"
+#include "quantavirt/virtio_blk.h"
+#include "quantavirt/virtio_console.h"
+#include "quantavirt/virtio_pci.h"
+#include "quantavirt/virtio_rng.h"
+
+#define MAX_VIRTIO 16
+#define EV_STOP UINT64_MAX
+#define EV_TIMER (UINT64_MAX - 1)
+#define CONSOLE_INPUT_MAX 4096
+
+struct virtio_fn {
+    struct qv_vm *vm;
+    int kind;             /* enum qv_virtio_kind */
+    unsigned index;       /* position in vm->pcidev->fns */
+    unsigned slot;
+    struct qv_virtio_pci *pci;
+    void *model;
+    unsigned nq;
+    int qfd[QV_VIRTIO_MAX_QUEUES];
+    uint64_t deadline[QV_VIRTIO_MAX_QUEUES];
+    uint64_t mapped;      /* BAR base the ioeventfds are registered at, 0 = none */
+    _Atomic uint64_t kicks_thread, kicks_exit, msis;
+};
+
+struct qv_vm_pci {
+    struct qv_pci_host *host;
+    struct qv_guest_memory mem;
+    struct virtio_fn *fns[MAX_VIRTIO];
+    unsigned nfns;
+    bool ioeventfd;       /* KVM_CAP_IOEVENTFD */
+    bool any_length;      /* KVM_CAP_IOEVENTFD_ANY_LENGTH */
+    int epfd, stopfd, timerfd;
+    pthread_t thread;
+    bool thread_started;
+    /* virtio-console input typed by the host, pulled by the device's input callback */
+    pthread_mutex_t in_lock;
+    uint8_t in_buf[CONSOLE_INPUT_MAX];
+    size_t in_len;
+    struct virtio_fn *console;
+    struct virtio_fn *balloon;
+    uint64_t next_bar;    /* firmware-style initial BAR placement */
+};
+
+static const struct qv_pci_function_ops virtio_ops; /* below */
+
+/* --- interrupts and kicks ------------------------------------------------------------- */
+
+static void fn_msi(void *opaque, uint16_t vector, uint64_t addr, uint32_t data)
+{
+    (void)vector;
+    struct virtio_fn *f = opaque;
+    struct kvm_msi msi = {.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+                          .data = data};
+    f->msis++;
+    /* A message the guest left nonsensical is its own problem; KVM refuses it harmlessly. */
+    ioctl(f->vm->vm_fd, KVM_SIGNAL_MSI, &msi);
+}
+
+/* A notify write that reached user space: hand it to the I/O thread like an ioeventfd. */
+static void fn_queue_notify(void *opaque, unsigned int q)
+{
+    struct virtio_fn *f = opaque;
+    f->kicks_exit++;
+    if (q < f->nq && f->qfd[q] >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(f->qfd[q], &one, sizeof(one));
+        (void)n; /* a saturated counter already means "kicked" */
+    }
+}
+
+static int ioeventfd(struct qv_vm *vm, uint64_t addr, int fd, bool assign)
+{
+    struct kvm_ioeventfd io = {.addr = addr, .len = vm->pcidev->any_length ? 0 : 2, .fd = fd,
+                               .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io);
+}
+
+/* The bridge saw a BAR move (vCPU thread, bridge lock held). */
+static void bar_moved(void *opaque, unsigned slot, uint64_t old_addr, uint64_t new_addr)
+{
+    struct qv_vm *vm = opaque;
+    struct qv_vm_pci *p = vm->pcidev;
+    if (!p->ioeventfd)
+        return;
+    for (unsigned i = 0; i < p->nfns; i++) {
+        struct virtio_fn *f = p->fns[i];
+        if (f->slot != slot)
+            continue;
+        (void)old_addr;
+        for (unsigned q = 0; q < f->nq && f->mapped; q++)
+            ioeventfd(vm, f->mapped + QV_VIRTIO_PCI_NOTIFY_OFFSET +
+                      q * QV_VIRTIO_PCI_NOTIFY_MULTIPLIER, f->qfd[q], false);
+        f->mapped = new_addr;
+        for (unsigned q = 0; q < f->nq && new_addr; q++) {
+            if (ioeventfd(vm, new_addr + QV_VIRTIO_PCI_NOTIFY_OFFSET +
+                          q * QV_VIRTIO_PCI_NOTIFY_MULTIPLIER, f->qfd[q], true) != 0)
+                qv_vm_log(vm, "WARN", "KVM_IOEVENTFD at %#" PRIx64 ": %s (kicks take the MMIO "
+                          "exit)", new_addr, strerror(errno));
+        }
+    }
+}
+
+/* --- the I/O thread -------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void run_queue(struct virtio_fn *f, unsigned q)
+{
+    f->kicks_thread++;
+    f->deadline[q] = qv_virtio_pci_process_queue(f->pci, q);
+}
+
+static void rearm_timer(struct qv_vm_pci *p)
+{
+    uint64_t first = 0;
+    for (unsigned i = 0; i < p->nfns; i++)
+        for (unsigned q = 0; q < p->fns[i]->nq; q++) {
+            uint64_t d = p->fns[i]->deadline[q];
+            if (d && (!first || d < first))
+                first = d;
+        }
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    if (first) { /* absolute; a past deadline fires at once */
+        its.it_value.tv_sec = (time_t)(first / 1000000000ull);
+        its.it_value.tv_nsec = (long)(first % 1000000000ull);
+        if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+            its.it_value.tv_nsec = 1;
+    }
+    timerfd_settime(p->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void *io_thread(void *arg)
+{
+    struct qv_vm *vm = arg;
+    struct qv_vm_pci *p = vm->pcidev;
+    struct epoll_event ev[32];
+    for (;;) {
+        int n = epoll_wait(p->epfd, ev, 32, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            qv_vm_log(vm, "ERROR", "I/O thread: epoll_wait: %s", strerror(errno));
+            break;
+        }
+        bool timer = false;
+        for (int i = 0; i < n; i++) {
+            uint64_t key = ev[i].data.u64, cnt;
+            if (key == EV_STOP)
+                return NULL;
+            if (key == EV_TIMER) {
+                ssize_t r = read(p->timerfd, &cnt, sizeof(cnt));
+                (void)r;
+                timer = true;
+                continue;
+            }
+            struct virtio_fn *f = p->fns[key >> 8];
+            unsigned q = key & 0xff;
+            ssize_t r = read(f->qfd[q], &cnt, sizeof(cnt));
+            (void)r;
+            run_queue(f, q);
+        }
+        if (timer) {
+            uint64_t t = now_ns();
+            for (unsigned i = 0; i < p->nfns; i++)
+                for (unsigned q = 0; q < p->fns[i]->nq; q++)
+                    if (p->fns[i]->deadline[q] && p->fns[i]->deadline[q] <= t)
+                        run_queue(p->fns[i], q);
+        }
+        rearm_timer(p);
+    }
+    return NULL;
+}
+
+/* --- console input -------------------------------------------------------------------- */
+
+static ssize_t console_input(void *opaque, void *buf, size_t len)
+{
+    struct qv_vm_pci *p = opaque;
+    pthread_mutex_lock(&p->in_lock);
+    size_t n = p->in_len < len ? p->in_len : len;
+    memcpy(buf, p->in_buf, n);
+    memmove(p->in_buf, p->in_buf + n, p->in_len - n);
+    p->in_len -= n;
+    pthread_mutex_unlock(&p->in_lock);
+    return (ssize_t)n;
+}
+
+bool qv_pci_console_input(struct qv_vm *vm, const uint8_t *data, size_t len)
+{
+    struct qv_vm_pci *p = vm->pcidev;
+    if (!p || !p->console)
+        return false;
+    pthread_mutex_lock(&p->in_lock);
+    size_t room = CONSOLE_INPUT_MAX - p->in_len, n = len < room ? len : room;
+    memcpy(p->in_buf + p->in_len, data, n);
+    p->in_len += n;
+    pthread_mutex_unlock(&p->in_lock);
+    qv_virtio_pci_process_queue(p->console->pci, QV_VIRTIO_CONSOLE_RX);
+    return true;
+}
+
+/* --- setup and teardown ---------------------------------------------------------------- */
+
+int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen)
+{
+    struct qv_vm_pci *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return QV_ERR_NOMEM;
+    }
+    vm->pcidev = p;
+    p->epfd = p->stopfd = p->timerfd = -1;
+    pthread_mutex_init(&p->in_lock, NULL);
+    p->mem.regions[0] = (struct qv_guest_region){.gpa = 0, .size = vm->low_size,
+                                                 .host = vm->ram};
+    p->mem.nregions = 1;
+    if (vm->ram_size > vm->low_size) {
+        p->mem.regions[1] = (struct qv_guest_region){
+            .gpa = QV_HIGHMEM_START, .size = vm->ram_size - vm->low_size,
+            .host = vm->ram + vm->low_size};
+        p->mem.nregions = 2;
+    }
+    p->ioeventfd = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) > 0;
+    p->any_length = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
+    p->next_bar = QV_LAYOUT_MMIO_HOLE_START;
+    int rc = qv_pci_host_create(&vm->bus, QV_LAYOUT_ECAM_BASE, 1u << 20, bar_moved, vm,
+                                &p->host);
+    if (rc) {
+        snprintf(err, errlen, "PCI host bridge: %s", qv_strerror(rc));
+        return rc;
+    }
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    p->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (p->epfd < 0 || p->stopfd < 0 || p->timerfd < 0) {
+        snprintf(err, errlen, "I/O thread fds: %s", strerror(errno));
+        return QV_ERR_IO;
+    }
+    struct epoll_event e = {.events = EPOLLIN, .data.u64 = EV_STOP};
+    epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stopfd, &e);
+    e.data.u64 = EV_TIMER;
+    epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->timerfd, &e);
+    if (!p->ioeventfd)
+        qv_vm_log(vm, "INFO", "no KVM_CAP_IOEVENTFD: virtio kicks are handled on the vCPU "
+                  "thread");
+    return QV_SUCCESS;
+}
+
+int qv_pci_devices_start(struct qv_vm *vm)
+{
+    struct qv_vm_pci *p = vm->pcidev;
+    if (!p || !p->ioeventfd || p->nfns == 0)
+        return QV_SUCCESS;
+    if (pthread_create(&p->thread, NULL, io_thread, vm) != 0)
+        return QV_ERR_NOMEM;
+    p->thread_started = true;
+    return QV_SUCCESS;
+}
+
+static void free_model(struct virtio_fn *f)
+{
+    switch (f->kind) {
+    case QV_VIRTIO_KIND_BLK: qv_virtio_blk_free(f->model); break;
+    case QV_VIRTIO_KIND_CONSOLE: qv_virtio_console_free(f->model); break;
+    case QV_VIRTIO_KIND_RNG: qv_virtio_rng_free(f->model); break;
+    case QV_VIRTIO_KIND_BALLOON: qv_virtio_balloon_free(f->model); break;
+    default: break;
+    }
+}
+
+void qv_pci_devices_destroy(struct qv_vm *vm)
+{
+    struct qv_vm_pci *p = vm->pcidev;
+    if (!p)
+        return;
+    if (p->thread_started) {
+        uint64_t one = 1;
+        ssize_t n = write(p->stopfd, &one, sizeof(one));
+        (void)n;
+        pthread_join(p->thread, NULL);
+    }
+    qv_bus_set_fallback(&vm->bus, QV_BUS_MMIO, NULL, NULL);
+    for (unsigned i = 0; i < p->nfns; i++) {
+        struct virtio_fn *f = p->fns[i];
+        qv_virtio_pci_free(f->pci);
+        free_model(f);
+        for (unsigned q = 0; q < f->nq; q++)
+            if (f->qfd[q] >= 0)
+                close(f->qfd[q]); /* closing the fd drops the KVM ioeventfd too */
+        free(f);
+    }
+    qv_pci_host_destroy(p->host);
+    if (p->epfd >= 0)
+        close(p->epfd);
+    if (p->stopfd >= 0)
+        close(p->stopfd);
+    if (p->timerfd >= 0)
+        close(p->timerfd);
+    pthread_mutex_destroy(&p->in_lock);
+    free(p);
+    vm->pcidev = NULL;
+}
+
+/* --- adding functions ----------------------------------------------------------------- */
+
+static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_device *dev,
+                  int *index_out)
+{
+    struct qv_vm_pci *p = vm->pcidev;
+    if (!p || vm->state != QV_VM_CREATED)
+        return QV_ERR_STATE;
+    if (p->nfns >= MAX_VIRTIO)
+        return QV_ERR_NOMEM;
+    struct virtio_fn *f = calloc(1, sizeof(*f));
+    if (!f)
+        return QV_ERR_NOMEM;
+    f->vm = vm;
+    f->kind = kind;
+    f->model = model;
+    f->index = p->nfns;
+    f->nq = dev->num_queues;
+    for (unsigned q = 0; q < QV_VIRTIO_MAX_QUEUES; q++)
+        f->qfd[q] = -1;
+    int rc = QV_SUCCESS;
+    for (unsigned q = 0; q < f->nq && !rc && p->ioeventfd; q++) {
+        f->qfd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct epoll_event e = {.events = EPOLLIN, .data.u64 = ((uint64_t)f->index << 8) | q};
+        if (f->qfd[q] < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, f->qfd[q], &e) != 0)
+            rc = QV_ERR_IO;
+    }
+    struct qv_virtio_pci_callbacks cb = {
+        .msi = fn_msi, .intx = NULL, .queue_notify = p->ioeventfd ? fn_queue_notify : NULL,
+        .opaque = f};
+    if (!rc) {
+        f->pci = qv_virtio_pci_new(dev, &p->mem, (uint16_t)(f->nq + 1), &cb);
+        if (!f->pci)
+            rc = QV_ERR_NOMEM;
+    }
+    if (!rc)
+        rc = qv_pci_host_add(p->host, &virtio_ops, f->pci, QV_VIRTIO_PCI_BAR_SIZE, &f->slot);
+    if (rc) {
+        qv_virtio_pci_free(f->pci);
+        for (unsigned q = 0; q < f->nq; q++)
+            if (f->qfd[q] >= 0)
+                close(f->qfd[q]);
+        free(f);
+        return rc;
+    }
+    /* Firmware-style initial placement in the 32-bit window (decoding off): a guest that
+     * keeps firmware assignments finds the BAR set, one that reassigns moves it. */
+    uint64_t bar = p->next_bar;
+    p->next_bar += QV_VIRTIO_PCI_BAR_SIZE;
+    qv_pci_config_write(p->host, 0, f->slot, 0, 0x10, 4, (uint32_t)bar);
+    qv_pci_config_write(p->host, 0, f->slot, 0, 0x14, 4, (uint32_t)(bar >> 32));
+    p->fns[p->nfns++] = f;
+    if (kind == QV_VIRTIO_KIND_CONSOLE)
+        p->console = f;
+    if (kind == QV_VIRTIO_KIND_BALLOON)
+        p->balloon = f;
+    if (index_out)
+        *index_out = (int)f->index;
+    return QV_SUCCESS;
+}
+
+int qv_vm_add_virtio_blk(struct qv_vm *vm, struct qv_disk *disk,
+                         const struct qv_virtio_blk_options *opts, int *index_out)
+{
+    if (!vm || !disk || !opts)
+        return QV_ERR_INVAL;
+    if (opts->num_queues > QV_VIRTIO_MAX_QUEUES - 1)
+        return QV_ERR_INVAL;
+    struct qv_virtio_blk *blk = qv_virtio_blk_new(disk, opts);
+    if (!blk)
+        return QV_ERR_INVAL;
+    int rc = add_fn(vm, QV_VIRTIO_KIND_BLK, blk, qv_virtio_blk_device(blk), index_out);
+    if (rc)
+        qv_virtio_blk_free(blk);
+    return rc;
+}
+
+int qv_vm_add_virtio_console(struct qv_vm *vm)
+{
+    if (!vm || !vm->pcidev)
+        return QV_ERR_INVAL;
+    if (vm->pcidev->console)
+        return QV_ERR_EXIST;
+    struct qv_virtio_console_options o = {.out_fd = vm->cfg.console_fd,
+                                          .log_fd = vm->console_log_fd,
+                                          .input = console_input, .opaque = vm->pcidev,
+                                          .cols = 80, .rows = 25};
+    struct qv_virtio_console *c = qv_virtio_console_new(&o);
+    if (!c)
+        return QV_ERR_NOMEM;
+    int rc = add_fn(vm, QV_VIRTIO_KIND_CONSOLE, c, qv_virtio_console_device(c), NULL);
+    if (rc)
+        qv_virtio_console_free(c);
+    return rc;
+}
+
+int qv_vm_add_virtio_rng(struct qv_vm *vm)
+{
+    if (!vm)
+        return QV_ERR_INVAL;
+    struct qv_virtio_rng *r = qv_virtio_rng_new(NULL, NULL);
+    if (!r)
+        return QV_ERR_NOMEM;
+    int rc = add_fn(vm, QV_VIRTIO_KIND_RNG, r, qv_virtio_rng_device(r), NULL);
+    if (rc)
+        qv_virtio_rng_free(r);
+    return rc;
+}
+
+int qv_vm_add_virtio_balloon(struct qv_vm *vm, int deflate_on_oom)
+{
+    if (!vm || !vm->pcidev)
+        return QV_ERR_INVAL;
+    if (vm->pcidev->balloon)
+        return QV_ERR_EXIST;
+    struct qv_virtio_balloon_options o = {.deflate_on_oom = deflate_on_oom};
+    struct qv_virtio_balloon *b = qv_virtio_balloon_new(&o);
+    if (!b)
+        return QV_ERR_NOMEM;
+    int rc = add_fn(vm, QV_VIRTIO_KIND_BALLOON, b, qv_virtio_balloon_device(b), NULL);
+    if (rc)
+        qv_virtio_balloon_free(b);
+    return rc;
+}
+
+static struct virtio_fn *fn_at(struct qv_vm *vm, int index)
+{
+    if (!vm || !vm->pcidev || index < 0 || (unsigned)index >= vm->pcidev->nfns)
+        return NULL;
+    return vm->pcidev->fns[index];
+}
+
+int qv_vm_virtio_info(struct qv_vm *vm, int index, struct qv_vm_virtio_info *out)
+{
+    struct virtio_fn *f = fn_at(vm, index);
+    if (!f || !out)
+        return QV_ERR_INVAL;
+    memset(out, 0, sizeof(*out));
+    out->kind = f->kind;
+    out->slot = f->slot;
+    out->status = qv_virtio_pci_status(f->pci);
+    out->bar = qv_virtio_pci_bar_address(f->pci);
+    out->memory_enabled = qv_virtio_pci_memory_enabled(f->pci);
+    out->num_queues = f->nq;
+    out->ioeventfd = vm->pcidev->ioeventfd;
+    out->thread_kicks = f->kicks_thread;
+    out->exit_kicks = f->kicks_exit;
+    out->msis = f->msis;
+    return QV_SUCCESS;
+}
+
+int qv_vm_virtio_blk_stats(struct qv_vm *vm, int index, struct qv_virtio_blk_stats *out)
+{
+    struct virtio_fn *f = fn_at(vm, index);
+    if (!f || !out || f->kind != QV_VIRTIO_KIND_BLK)
+        return QV_ERR_INVAL;
+    qv_virtio_blk_get_stats(f->model, out);
+    return QV_SUCCESS;
+}
+
+int qv_vm_balloon_set_target(struct qv_vm *vm, uint64_t bytes)
+{
+    if (!vm || !vm->pcidev || !vm->pcidev->balloon)
+        return QV_ERR_NODEV;
+    if (bytes > vm->ram_size)
+        return QV_ERR_INVAL;
+    struct virtio_fn *f = vm->pcidev->balloon;
+    qv_virtio_balloon_set_target(f->model, (uint32_t)(bytes / QV_VIRTIO_BALLOON_PAGE_SIZE));
+    qv_virtio_pci_config_changed(f->pci);
+    return QV_SUCCESS;
+}
+
+int qv_vm_balloon_info(struct qv_vm *vm, uint32_t *actual_pages,
+                       struct qv_virtio_balloon_stats *stats, int refresh)
+{
+    if (!vm || !vm->pcidev || !vm->pcidev->balloon)
+        return QV_ERR_NODEV;
+    struct virtio_fn *f = vm->pcidev->balloon;
+    if (refresh) {
+        qv_virtio_balloon_request_stats(f->model);
+        qv_virtio_pci_process_queue(f->pci, QV_VIRTIO_BALLOON_STATSQ);
+    }
+    if (actual_pages)
+        *actual_pages = qv_virtio_balloon_actual(f->model);
+    if (stats)
+        qv_virtio_balloon_get_stats(f->model, stats);
+    return QV_SUCCESS;
+}
+
+/* --- the transport as a PCI function ---------------------------------------------------- */
+
+static uint32_t v_cfg_read(void *d, uint32_t off, unsigned size)
+{
+    return qv_virtio_pci_config_read(d, off, size);
+}
+
+static void v_cfg_write(void *d, uint32_t off, unsigned size, uint32_t v)
+{
+    qv_virtio_pci_config_write(d, off, size, v);
+}
+
+static uint64_t v_bar_read(void *d, uint64_t off, unsigned size)
+{
+    return qv_virtio_pci_bar_read(d, off, size);
+}
+
+static void v_bar_write(void *d, uint64_t off, unsigned size, uint64_t v)
+{
+    qv_virtio_pci_bar_write(d, off, size, v);
+}
+
+static uint64_t v_bar_address(void *d)
+{
+    return qv_virtio_pci_bar_address(d);
+}
+
+static int v_memory_enabled(void *d)
+{
+    return qv_virtio_pci_memory_enabled(d);
+}
+
+static const struct qv_pci_function_ops virtio_ops = {
+    .config_read = v_cfg_read, .config_write = v_cfg_write, .bar_read = v_bar_read,
+    .bar_write = v_bar_write, .bar_address = v_bar_address, .memory_enabled = v_memory_enabled};
