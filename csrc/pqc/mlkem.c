@@ -570,26 +570,27 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
 
 const char *qv_mlkem_code_path(void)
 {
-    /* The NTT side is AVX2; the Keccak side adds AVX-512VL when the CPU has it. */
+    /* The NTT side is AVX2; the Keccak side adds AVX-512VL (4 lanes) or AVX-512F (8 lanes)
+     * when the CPU has them. */
     if (!mlkem_use_avx2())
         return "portable";
-    return strcmp(qv_keccakx4_code_path(), "avx512vl") == 0 ? "avx512vl" : "avx2";
+    return qv_keccakx4_code_path();
 }
 
 int qv_mlkem_select_code_path(const char *path)
 {
-    static const char *const names[] = {"portable", "avx2", "avx512vl"};
+    static const char *const names[] = {"portable", "avx2", "avx512vl", "avx512"};
     if (path == NULL)
         return QV_ERR_INVAL;
     if (strcmp(path, "auto") == 0) {
-        qv_keccakx4_set_max_level(2);
+        qv_keccakx4_set_max_level(3);
         return 0;
     }
-    for (int level = 0; level < 3; level++) {
+    for (int level = 0; level < 4; level++) {
         if (strcmp(path, names[level]) == 0) {
             qv_keccakx4_set_max_level(level);
             if (strcmp(qv_mlkem_code_path(), path) != 0) {
-                qv_keccakx4_set_max_level(2);
+                qv_keccakx4_set_max_level(3);
                 return QV_ERR_NOTSUP;
             }
             return 0;

@@ -22,12 +22,13 @@ void mlkem_poly_encode12(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p)
 {
     uint16_t v[MLKEM_N];
 #ifdef MLKEM_AVX2_BUILT
-    if (mlkem_use_avx2())
-        mlkem_poly_to_unsigned_avx2(v, p);
-    else
+    if (mlkem_use_avx2()) {
+        mlkem_poly_encode12_avx2(out, p);
+        return;
+    }
 #endif
-        for (unsigned i = 0; i < MLKEM_N; i++)
-            v[i] = to_unsigned(p->c[i]);
+    for (unsigned i = 0; i < MLKEM_N; i++)
+        v[i] = to_unsigned(p->c[i]);
     for (unsigned i = 0; i < MLKEM_N / 2; i++) {
         uint16_t t0 = v[2 * i], t1 = v[2 * i + 1];
         out[3 * i] = (uint8_t)t0;
@@ -45,6 +46,10 @@ static inline uint16_t ge_q_mask(uint16_t t)
 uint16_t mlkem_poly_decode12(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES])
 {
     uint16_t bad = 0;
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2())
+        return mlkem_poly_decode12_avx2(p, in);
+#endif
     for (unsigned i = 0; i < MLKEM_N / 2; i++) {
         uint16_t t0 = (uint16_t)(in[3 * i] | ((in[3 * i + 1] & 0x0f) << 8));
         uint16_t t1 = (uint16_t)((in[3 * i + 1] >> 4) | (in[3 * i + 2] << 4));
