@@ -119,7 +119,8 @@ def test_kat_vectors_through_batches(level: int, code_path: str) -> None:
 
 @pytest.mark.parametrize("level", [512, 768, 1024])
 def test_code_paths_agree_on_random_inputs(level: int) -> None:
-    """Every path the CPU has (portable, AVX2, AVX-512VL, AVX-512) gives byte-identical keys, ciphertexts and secrets."""
+    """Every path the CPU has (portable, AVX2, AVX-512VL, AVX-512) gives byte-identical keys,
+    ciphertexts and secrets."""
     if lib.qv_mlkem_select_code_path(b"avx2") != 0:
         pytest.skip("this CPU lacks AVX2")
     kem = KEM(f"ML-KEM-{level}")
