@@ -43,20 +43,83 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
         a[0] = XOR(a[0], rc);                                                                  \
     } while (0)
 
-/* The same round for ISAs with a three-input XOR (vpternlogq): theta's column parities take
- * two XOR3s, and a ^ D[x] = a ^ C[x-1] ^ ROL(C[x+1], 1) is one more, which saves ten
- * operations per round against KECCAK_ROUND. */
-#define KECCAK_ROUND3(T, a, XOR, XOR3, CHI, ROL, rc)                                            \
-    do {                                                                                       \
-        T c_[5], r_[5], b_[25];                                                                \
-        _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) c_[x_] =                        \
-            XOR3(XOR3(a[x_], a[x_ + 5], a[x_ + 10]), a[x_ + 15], a[x_ + 20]);                  \
-        _Pragma("GCC unroll 5") for (int x_ = 0; x_ < 5; x_++) r_[x_] = ROL(c_[x_], 1);        \
-        _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) b_[keccak_pi_dst[i_]] =       \
-            ROL(XOR3(a[i_], c_[(i_ % 5 + 4) % 5], r_[(i_ % 5 + 1) % 5]), keccak_rho_off[i_]);   \
-        _Pragma("GCC unroll 25") for (int i_ = 0; i_ < 25; i_++) a[i_] =                       \
-            CHI(b_[i_], b_[i_ - i_ % 5 + (i_ + 1) % 5], b_[i_ - i_ % 5 + (i_ + 2) % 5]);       \
-        a[0] = XOR(a[0], rc);                                                                  \
+/* One round from state A to state E (arrays of 25 lanes) for ISAs with a three-input XOR
+ * and an immediate rotate, written out so that every rotation count is a literal. Theta
+ * is two XOR3s per column parity plus one XOR3 per lane (a ^ C[x-1] ^ ROL(C[x+1], 1)); the
+ * output is produced one plane (5 lanes) at a time to keep few values live. */
+#define KECCAK_ROUND_T3(T, A, E, XOR, XOR3, CHI, ROLI, rc)                                      \
+    do {                                                                                        \
+        T c0_ = XOR3(XOR3(A[0], A[5], A[10]), A[15], A[20]);                                    \
+        T c1_ = XOR3(XOR3(A[1], A[6], A[11]), A[16], A[21]);                                    \
+        T c2_ = XOR3(XOR3(A[2], A[7], A[12]), A[17], A[22]);                                    \
+        T c3_ = XOR3(XOR3(A[3], A[8], A[13]), A[18], A[23]);                                    \
+        T c4_ = XOR3(XOR3(A[4], A[9], A[14]), A[19], A[24]);                                    \
+        T r0_ = ROLI(c0_, 1);                                                                   \
+        T r1_ = ROLI(c1_, 1);                                                                   \
+        T r2_ = ROLI(c2_, 1);                                                                   \
+        T r3_ = ROLI(c3_, 1);                                                                   \
+        T r4_ = ROLI(c4_, 1);                                                                   \
+        {                                                                                       \
+            T b0_ = XOR3(A[0], c4_, r1_);                                                       \
+            T b1_ = ROLI(XOR3(A[6], c0_, r2_), 44);                                             \
+            T b2_ = ROLI(XOR3(A[12], c1_, r3_), 43);                                            \
+            T b3_ = ROLI(XOR3(A[18], c2_, r4_), 21);                                            \
+            T b4_ = ROLI(XOR3(A[24], c3_, r0_), 14);                                            \
+            E[0] = CHI(b0_, b1_, b2_);                                                          \
+            E[1] = CHI(b1_, b2_, b3_);                                                          \
+            E[2] = CHI(b2_, b3_, b4_);                                                          \
+            E[3] = CHI(b3_, b4_, b0_);                                                          \
+            E[4] = CHI(b4_, b0_, b1_);                                                          \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR3(A[3], c2_, r4_), 28);                                             \
+            T b1_ = ROLI(XOR3(A[9], c3_, r0_), 20);                                             \
+            T b2_ = ROLI(XOR3(A[10], c4_, r1_), 3);                                             \
+            T b3_ = ROLI(XOR3(A[16], c0_, r2_), 45);                                            \
+            T b4_ = ROLI(XOR3(A[22], c1_, r3_), 61);                                            \
+            E[5] = CHI(b0_, b1_, b2_);                                                          \
+            E[6] = CHI(b1_, b2_, b3_);                                                          \
+            E[7] = CHI(b2_, b3_, b4_);                                                          \
+            E[8] = CHI(b3_, b4_, b0_);                                                          \
+            E[9] = CHI(b4_, b0_, b1_);                                                          \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR3(A[1], c0_, r2_), 1);                                              \
+            T b1_ = ROLI(XOR3(A[7], c1_, r3_), 6);                                              \
+            T b2_ = ROLI(XOR3(A[13], c2_, r4_), 25);                                            \
+            T b3_ = ROLI(XOR3(A[19], c3_, r0_), 8);                                             \
+            T b4_ = ROLI(XOR3(A[20], c4_, r1_), 18);                                            \
+            E[10] = CHI(b0_, b1_, b2_);                                                         \
+            E[11] = CHI(b1_, b2_, b3_);                                                         \
+            E[12] = CHI(b2_, b3_, b4_);                                                         \
+            E[13] = CHI(b3_, b4_, b0_);                                                         \
+            E[14] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR3(A[4], c3_, r0_), 27);                                             \
+            T b1_ = ROLI(XOR3(A[5], c4_, r1_), 36);                                             \
+            T b2_ = ROLI(XOR3(A[11], c0_, r2_), 10);                                            \
+            T b3_ = ROLI(XOR3(A[17], c1_, r3_), 15);                                            \
+            T b4_ = ROLI(XOR3(A[23], c2_, r4_), 56);                                            \
+            E[15] = CHI(b0_, b1_, b2_);                                                         \
+            E[16] = CHI(b1_, b2_, b3_);                                                         \
+            E[17] = CHI(b2_, b3_, b4_);                                                         \
+            E[18] = CHI(b3_, b4_, b0_);                                                         \
+            E[19] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR3(A[2], c1_, r3_), 62);                                             \
+            T b1_ = ROLI(XOR3(A[8], c2_, r4_), 55);                                             \
+            T b2_ = ROLI(XOR3(A[14], c3_, r0_), 39);                                            \
+            T b3_ = ROLI(XOR3(A[15], c4_, r1_), 41);                                            \
+            T b4_ = ROLI(XOR3(A[21], c0_, r2_), 2);                                             \
+            E[20] = CHI(b0_, b1_, b2_);                                                         \
+            E[21] = CHI(b1_, b2_, b3_);                                                         \
+            E[22] = CHI(b2_, b3_, b4_);                                                         \
+            E[23] = CHI(b3_, b4_, b0_);                                                         \
+            E[24] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        E[0] = XOR(E[0], rc);                                                                   \
     } while (0)
 
 #define X64_XOR(a, b) ((a) ^ (b))
@@ -134,16 +197,18 @@ __attribute__((target("avx2"))) static void keccakx4_avx2(qv_keccakx4 *st)
  * three-input logic (vpternlogq 0x96 = a ^ b ^ c, 0xD2 = a ^ (~b & c)). */
 #define W_XOR3(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0x96)
 #define W_CHI(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0xD2)
-#define W_ROL(x, n) _mm256_rolv_epi64((x), _mm256_set1_epi64x((long long)(n)))
+#define W_ROLI(x, n) _mm256_rol_epi64((x), (n))
 
 __attribute__((target("avx2,avx512f,avx512vl"))) static void keccakx4_avx512vl(qv_keccakx4 *st)
 {
-    __m256i a[25];
+    __m256i a[25], e[25];
     for (int i = 0; i < 25; i++)
         a[i] = _mm256_load_si256((const __m256i *)st->s[i]);
-    for (int round = 0; round < 24; round++) {
-        __m256i rc = _mm256_set1_epi64x((long long)keccak_rc[round]);
-        KECCAK_ROUND3(__m256i, a, V_XOR, W_XOR3, W_CHI, W_ROL, rc);
+    for (int round = 0; round < 24; round += 2) {
+        KECCAK_ROUND_T3(__m256i, a, e, V_XOR, W_XOR3, W_CHI, W_ROLI,
+                        _mm256_set1_epi64x((long long)keccak_rc[round]));
+        KECCAK_ROUND_T3(__m256i, e, a, V_XOR, W_XOR3, W_CHI, W_ROLI,
+                        _mm256_set1_epi64x((long long)keccak_rc[round + 1]));
     }
     for (int i = 0; i < 25; i++)
         _mm256_store_si256((__m256i *)st->s[i], a[i]);
@@ -153,16 +218,18 @@ __attribute__((target("avx2,avx512f,avx512vl"))) static void keccakx4_avx512vl(q
 #define Z_XOR(a, b) _mm512_xor_si512((a), (b))
 #define Z_XOR3(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0x96)
 #define Z_CHI(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0xD2)
-#define Z_ROL(x, n) _mm512_rolv_epi64((x), _mm512_set1_epi64((long long)(n)))
+#define Z_ROLI(x, n) _mm512_rol_epi64((x), (n))
 
 __attribute__((target("avx512f"))) static void keccakx8_avx512(qv_keccakx8 *st)
 {
-    __m512i a[25];
+    __m512i a[25], e[25];
     for (int i = 0; i < 25; i++)
         a[i] = _mm512_load_si512((const void *)st->s[i]);
-    for (int round = 0; round < 24; round++) {
-        __m512i rc = _mm512_set1_epi64((long long)keccak_rc[round]);
-        KECCAK_ROUND3(__m512i, a, Z_XOR, Z_XOR3, Z_CHI, Z_ROL, rc);
+    for (int round = 0; round < 24; round += 2) {
+        KECCAK_ROUND_T3(__m512i, a, e, Z_XOR, Z_XOR3, Z_CHI, Z_ROLI,
+                        _mm512_set1_epi64((long long)keccak_rc[round]));
+        KECCAK_ROUND_T3(__m512i, e, a, Z_XOR, Z_XOR3, Z_CHI, Z_ROLI,
+                        _mm512_set1_epi64((long long)keccak_rc[round + 1]));
     }
     for (int i = 0; i < 25; i++)
         _mm512_store_si512((void *)st->s[i], a[i]);

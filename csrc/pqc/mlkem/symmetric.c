@@ -107,11 +107,12 @@ typedef union {
     qv_keccakx8 x8;
 } lanes_state;
 
-void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
+/* Compiled once per lane count (a constant here), so lane words are at fixed strides. */
+__attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs, unsigned njobs,
+                                                                 const unsigned lanes)
 {
     lanes_state st;
     uint64_t *w = &st.x8.s[0][0];
-    const unsigned lanes = qv_keccakx8_available() ? 8 : 4;
     uint8_t block[200];
     int phase[8];
     mlkem_job *job[8];
@@ -184,6 +185,14 @@ void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
     }
     qv_wipe(&st, sizeof st);
     qv_wipe(block, sizeof block);
+}
+
+void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
+{
+    if (qv_keccakx8_available())
+        run_jobs_lanes(jobs, njobs, 8);
+    else
+        run_jobs_lanes(jobs, njobs, 4);
 }
 
 void mlkem_job_sample_ntt(mlkem_job *j, mlkem_poly *p, const uint8_t seed34[34])
