@@ -88,6 +88,8 @@ void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N]
 /* ByteDecode12 (returns 0xffff when a value was >= q, else 0) and ByteEncode12, AVX2. */
 uint16_t mlkem_poly_decode12_avx2(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES]);
 void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);
+/* SamplePolyCBD_2 from 128 bytes, AVX2. */
+void mlkem_poly_cbd2_avx2(mlkem_poly *p, const uint8_t buf[128]);
 /* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).

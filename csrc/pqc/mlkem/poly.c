@@ -239,6 +239,12 @@ static inline uint32_t load32_le(const uint8_t *b)
 
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta)
 {
+#ifdef MLKEM_AVX2_BUILT
+    if (eta == 2 && mlkem_use_avx2()) {
+        mlkem_poly_cbd2_avx2(p, buf);
+        return;
+    }
+#endif
     if (eta == 2) {
         /* 4 bits per coefficient: (b0 + b1) - (b2 + b3), summed bit pairs in parallel. */
         for (unsigned i = 0; i < MLKEM_N / 8; i++) {
