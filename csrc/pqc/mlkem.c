@@ -467,6 +467,9 @@ int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
  * stage, so the 4 or 8 lanes are filled by several operations at once (H(ek) of four keys beside
  * their matrices, then the four G, then the noise of four encryptions) instead of by one
  * operation's jobs alone. */
+/* Items per stage: eight fill the 8-lane G and noise stages exactly. */
+#define BGROUP 8
+
 int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts, uint8_t *sss,
                           size_t *bad_index)
 {
@@ -476,15 +479,15 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
     if (n > 0 && (eks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
     const unsigned k = P->k;
-    uint8_t m_h[GROUP][64], kr[GROUP][64]; /* G's input m || H(ek) and its output K || r */
-    uint8_t seeds[GROUP][MLKEM_KMAX * MLKEM_KMAX][34];
-    mlkem_poly at[GROUP][MLKEM_KMAX * MLKEM_KMAX];
-    kpke_encrypt_state st[GROUP];
-    mlkem_job jobs[GROUP * (1 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
+    uint8_t m_h[BGROUP][64], kr[BGROUP][64]; /* G's input m || H(ek) and its output K || r */
+    uint8_t seeds[BGROUP][MLKEM_KMAX * MLKEM_KMAX][34];
+    mlkem_poly at[BGROUP][MLKEM_KMAX * MLKEM_KMAX];
+    kpke_encrypt_state st[BGROUP];
+    mlkem_job jobs[BGROUP * (1 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
     int rc = 0;
-    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
-        size_t cnt = n - g < GROUP ? n - g : GROUP;
-        const uint8_t *ek[GROUP];
+    for (size_t g = 0; g < n && rc == 0; g += BGROUP) {
+        size_t cnt = n - g < BGROUP ? n - g : BGROUP;
+        const uint8_t *ek[BGROUP];
         for (size_t l = 0; l < cnt; l++) {
             ek[l] = eks + (g + l) * P->ek_bytes;
             if (!ek_modulus_ok(P, ek[l])) {
@@ -494,7 +497,7 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
                 break;
             }
         }
-        uint8_t m[GROUP][QV_MLKEM_MSG_BYTES];
+        uint8_t m[BGROUP][QV_MLKEM_MSG_BYTES];
         if (rc == 0)
             rc = get_random(m[0], cnt * QV_MLKEM_MSG_BYTES); /* one getrandom per group */
         for (size_t l = 0; l < cnt && rc == 0; l++)
@@ -538,15 +541,15 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
     if (n > 0 && (dks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
     const size_t pke = MLKEM_POLY_BYTES * P->k;
-    uint8_t h[GROUP][32], k_bar[GROUP][32], in[GROUP][64], kr[GROUP][64];
+    uint8_t h[BGROUP][32], k_bar[BGROUP][32], in[BGROUP][64], kr[BGROUP][64];
     uint8_t c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
-    mlkem_poly at[GROUP][MLKEM_KMAX * MLKEM_KMAX];
-    kpke_encrypt_state st[GROUP];
-    mlkem_job jobs[GROUP * (2 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
+    mlkem_poly at[BGROUP][MLKEM_KMAX * MLKEM_KMAX];
+    kpke_encrypt_state st[BGROUP];
+    mlkem_job jobs[BGROUP * (2 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
     int rc = 0;
-    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
-        size_t cnt = n - g < GROUP ? n - g : GROUP;
-        const uint8_t *dk[GROUP], *ek[GROUP], *ct[GROUP];
+    for (size_t g = 0; g < n && rc == 0; g += BGROUP) {
+        size_t cnt = n - g < BGROUP ? n - g : BGROUP;
+        const uint8_t *dk[BGROUP], *ek[BGROUP], *ct[BGROUP];
         /* Decrypt, then G(m' || h) of every item in one run. */
         for (size_t l = 0; l < cnt; l++) {
             dk[l] = dks + (g + l) * P->dk_bytes;
