@@ -90,6 +90,9 @@ uint16_t mlkem_poly_decode12_avx2(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYT
 void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);
 /* SamplePolyCBD_2 from 128 bytes, AVX2. */
 void mlkem_poly_cbd2_avx2(mlkem_poly *p, const uint8_t buf[128]);
+/* ByteEncode_10 / ByteDecode_10 of 256 values, AVX2. */
+void mlkem_pack10_avx2(uint8_t out[320], const uint16_t v[MLKEM_N]);
+void mlkem_unpack10_avx2(uint16_t v[MLKEM_N], const uint8_t in[320]);
 /* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).

@@ -163,6 +163,12 @@ __attribute__((always_inline)) static inline void compress_d(uint8_t *out, const
 #endif
         for (unsigned i = 0; i < MLKEM_N; i++)
             v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
+#ifdef MLKEM_AVX2_BUILT
+    if (d == 10 && mlkem_use_avx2()) {
+        mlkem_pack10_avx2(out, v);
+        return;
+    }
+#endif
     pack_bits(out, v, d);
 }
 
@@ -170,7 +176,12 @@ __attribute__((always_inline)) static inline void decompress_d(mlkem_poly *p, co
                                                                unsigned d)
 {
     uint16_t v[MLKEM_N];
-    unpack_bits(v, in, d);
+#ifdef MLKEM_AVX2_BUILT
+    if (d == 10 && mlkem_use_avx2())
+        mlkem_unpack10_avx2(v, in);
+    else
+#endif
+        unpack_bits(v, in, d);
 #ifdef MLKEM_AVX2_BUILT
     if (mlkem_use_avx2()) {
         mlkem_poly_decompress_values_avx2(p, v, d);

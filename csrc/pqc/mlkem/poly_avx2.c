@@ -135,4 +135,41 @@ AVX2 void mlkem_poly_cbd2_avx2(mlkem_poly *p, const uint8_t buf[128])
         _mm256_storeu_si256((__m256i *)&p->c[32 * i + 16], c1);
     }
 }
+/* ByteEncode_10 of 256 values < 2^10: pairs become 20-bit words (madd), pairs of those 40-bit
+ * quadwords, and the low 5 bytes of each quadword are gathered: 16 values -> 20 bytes. */
+AVX2 void mlkem_pack10_avx2(uint8_t out[320], const uint16_t v[MLKEM_N])
+{
+    const __m256i pairmul = _mm256_set1_epi32(1 | (1 << 26)); /* int16 pairs (1, 2^10) */
+    const __m256i low20 = _mm256_set1_epi64x(0xfffff);
+    const __m256i shuf = _mm256_setr_epi8(0, 1, 2, 3, 4, 8, 9, 10, 11, 12, -1, -1, -1, -1, -1, -1,
+                                          0, 1, 2, 3, 4, 8, 9, 10, 11, 12, -1, -1, -1, -1, -1, -1);
+    for (int i = 0; i < MLKEM_N / 16; i++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)&v[16 * i]);
+        __m256i w = _mm256_madd_epi16(x, pairmul); /* v0 + v1 * 2^10 per 32-bit lane */
+        __m256i q = _mm256_or_si256(_mm256_and_si256(w, low20),
+                                    _mm256_andnot_si256(low20, _mm256_srli_epi64(w, 12)));
+        __m256i b = _mm256_shuffle_epi8(q, shuf);
+        uint8_t tmp[32];
+        _mm256_storeu_si256((__m256i *)tmp, b);
+        memcpy(out + 20 * i, tmp, 10);
+        memcpy(out + 20 * i + 10, tmp + 16, 10);
+    }
+}
+
+/* ByteDecode_10: each 16-bit word gets the two bytes holding its value, which is shifted to
+ * the top (a multiply by 2^(6 - offset)) and back down by 6. The upper half loads from 4 bytes
+ * further so that no load passes the end of the 320 bytes. */
+AVX2 void mlkem_unpack10_avx2(uint16_t v[MLKEM_N], const uint8_t in[320])
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 5, 6, 6, 7, 7, 8, 8, 9,
+                                          6, 7, 7, 8, 8, 9, 9, 10, 11, 12, 12, 13, 13, 14, 14, 15);
+    const __m256i mul = _mm256_setr_epi16(64, 16, 4, 1, 64, 16, 4, 1, 64, 16, 4, 1, 64, 16, 4, 1);
+    for (int i = 0; i < MLKEM_N / 16; i++) {
+        __m128i lo = _mm_loadu_si128((const __m128i *)(in + 20 * i));
+        __m128i hi = _mm_loadu_si128((const __m128i *)(in + 20 * i + 4));
+        __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(hi, lo), shuf);
+        w = _mm256_srli_epi16(_mm256_mullo_epi16(w, mul), 6);
+        _mm256_storeu_si256((__m256i *)&v[16 * i], w);
+    }
+}
 #endif
