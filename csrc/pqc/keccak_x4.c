@@ -44,9 +44,10 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
     } while (0)
 
 /* One round from state A to state E (arrays of 25 lanes) for ISAs with a three-input XOR
- * and an immediate rotate, written out so that every rotation count is a literal. Theta
- * is two XOR3s per column parity plus one XOR3 per lane (a ^ C[x-1] ^ ROL(C[x+1], 1)); the
- * output is produced one plane (5 lanes) at a time to keep few values live. */
+ * and an immediate rotate, written out so that every rotation count is a literal. Theta's
+ * column parities take two XOR3s each; D[x] = C[x-1] ^ ROL(C[x+1], 1) is formed once so
+ * that only five values stay live beside the state, and the output is produced one plane
+ * (5 lanes) at a time: fewer register spills than the generic round. */
 #define KECCAK_ROUND_T3(T, A, E, XOR, XOR3, CHI, ROLI, rc)                                      \
     do {                                                                                        \
         T c0_ = XOR3(XOR3(A[0], A[5], A[10]), A[15], A[20]);                                    \
@@ -54,17 +55,17 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
         T c2_ = XOR3(XOR3(A[2], A[7], A[12]), A[17], A[22]);                                    \
         T c3_ = XOR3(XOR3(A[3], A[8], A[13]), A[18], A[23]);                                    \
         T c4_ = XOR3(XOR3(A[4], A[9], A[14]), A[19], A[24]);                                    \
-        T r0_ = ROLI(c0_, 1);                                                                   \
-        T r1_ = ROLI(c1_, 1);                                                                   \
-        T r2_ = ROLI(c2_, 1);                                                                   \
-        T r3_ = ROLI(c3_, 1);                                                                   \
-        T r4_ = ROLI(c4_, 1);                                                                   \
+        T d0_ = XOR(c4_, ROLI(c1_, 1));                                                                   \
+        T d1_ = XOR(c0_, ROLI(c2_, 1));                                                                   \
+        T d2_ = XOR(c1_, ROLI(c3_, 1));                                                                   \
+        T d3_ = XOR(c2_, ROLI(c4_, 1));                                                                   \
+        T d4_ = XOR(c3_, ROLI(c0_, 1));                                                                   \
         {                                                                                       \
-            T b0_ = XOR3(A[0], c4_, r1_);                                                       \
-            T b1_ = ROLI(XOR3(A[6], c0_, r2_), 44);                                             \
-            T b2_ = ROLI(XOR3(A[12], c1_, r3_), 43);                                            \
-            T b3_ = ROLI(XOR3(A[18], c2_, r4_), 21);                                            \
-            T b4_ = ROLI(XOR3(A[24], c3_, r0_), 14);                                            \
+            T b0_ = XOR(A[0], d0_);                                                       \
+            T b1_ = ROLI(XOR(A[6], d1_), 44);                                             \
+            T b2_ = ROLI(XOR(A[12], d2_), 43);                                            \
+            T b3_ = ROLI(XOR(A[18], d3_), 21);                                            \
+            T b4_ = ROLI(XOR(A[24], d4_), 14);                                            \
             E[0] = CHI(b0_, b1_, b2_);                                                          \
             E[1] = CHI(b1_, b2_, b3_);                                                          \
             E[2] = CHI(b2_, b3_, b4_);                                                          \
@@ -72,11 +73,11 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
             E[4] = CHI(b4_, b0_, b1_);                                                          \
         }                                                                                       \
         {                                                                                       \
-            T b0_ = ROLI(XOR3(A[3], c2_, r4_), 28);                                             \
-            T b1_ = ROLI(XOR3(A[9], c3_, r0_), 20);                                             \
-            T b2_ = ROLI(XOR3(A[10], c4_, r1_), 3);                                             \
-            T b3_ = ROLI(XOR3(A[16], c0_, r2_), 45);                                            \
-            T b4_ = ROLI(XOR3(A[22], c1_, r3_), 61);                                            \
+            T b0_ = ROLI(XOR(A[3], d3_), 28);                                             \
+            T b1_ = ROLI(XOR(A[9], d4_), 20);                                             \
+            T b2_ = ROLI(XOR(A[10], d0_), 3);                                             \
+            T b3_ = ROLI(XOR(A[16], d1_), 45);                                            \
+            T b4_ = ROLI(XOR(A[22], d2_), 61);                                            \
             E[5] = CHI(b0_, b1_, b2_);                                                          \
             E[6] = CHI(b1_, b2_, b3_);                                                          \
             E[7] = CHI(b2_, b3_, b4_);                                                          \
@@ -84,11 +85,11 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
             E[9] = CHI(b4_, b0_, b1_);                                                          \
         }                                                                                       \
         {                                                                                       \
-            T b0_ = ROLI(XOR3(A[1], c0_, r2_), 1);                                              \
-            T b1_ = ROLI(XOR3(A[7], c1_, r3_), 6);                                              \
-            T b2_ = ROLI(XOR3(A[13], c2_, r4_), 25);                                            \
-            T b3_ = ROLI(XOR3(A[19], c3_, r0_), 8);                                             \
-            T b4_ = ROLI(XOR3(A[20], c4_, r1_), 18);                                            \
+            T b0_ = ROLI(XOR(A[1], d1_), 1);                                              \
+            T b1_ = ROLI(XOR(A[7], d2_), 6);                                              \
+            T b2_ = ROLI(XOR(A[13], d3_), 25);                                            \
+            T b3_ = ROLI(XOR(A[19], d4_), 8);                                             \
+            T b4_ = ROLI(XOR(A[20], d0_), 18);                                            \
             E[10] = CHI(b0_, b1_, b2_);                                                         \
             E[11] = CHI(b1_, b2_, b3_);                                                         \
             E[12] = CHI(b2_, b3_, b4_);                                                         \
@@ -96,11 +97,11 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
             E[14] = CHI(b4_, b0_, b1_);                                                         \
         }                                                                                       \
         {                                                                                       \
-            T b0_ = ROLI(XOR3(A[4], c3_, r0_), 27);                                             \
-            T b1_ = ROLI(XOR3(A[5], c4_, r1_), 36);                                             \
-            T b2_ = ROLI(XOR3(A[11], c0_, r2_), 10);                                            \
-            T b3_ = ROLI(XOR3(A[17], c1_, r3_), 15);                                            \
-            T b4_ = ROLI(XOR3(A[23], c2_, r4_), 56);                                            \
+            T b0_ = ROLI(XOR(A[4], d4_), 27);                                             \
+            T b1_ = ROLI(XOR(A[5], d0_), 36);                                             \
+            T b2_ = ROLI(XOR(A[11], d1_), 10);                                            \
+            T b3_ = ROLI(XOR(A[17], d2_), 15);                                            \
+            T b4_ = ROLI(XOR(A[23], d3_), 56);                                            \
             E[15] = CHI(b0_, b1_, b2_);                                                         \
             E[16] = CHI(b1_, b2_, b3_);                                                         \
             E[17] = CHI(b2_, b3_, b4_);                                                         \
@@ -108,11 +109,11 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
             E[19] = CHI(b4_, b0_, b1_);                                                         \
         }                                                                                       \
         {                                                                                       \
-            T b0_ = ROLI(XOR3(A[2], c1_, r3_), 62);                                             \
-            T b1_ = ROLI(XOR3(A[8], c2_, r4_), 55);                                             \
-            T b2_ = ROLI(XOR3(A[14], c3_, r0_), 39);                                            \
-            T b3_ = ROLI(XOR3(A[15], c4_, r1_), 41);                                            \
-            T b4_ = ROLI(XOR3(A[21], c0_, r2_), 2);                                             \
+            T b0_ = ROLI(XOR(A[2], d2_), 62);                                             \
+            T b1_ = ROLI(XOR(A[8], d3_), 55);                                             \
+            T b2_ = ROLI(XOR(A[14], d4_), 39);                                            \
+            T b3_ = ROLI(XOR(A[15], d0_), 41);                                            \
+            T b4_ = ROLI(XOR(A[21], d1_), 2);                                             \
             E[20] = CHI(b0_, b1_, b2_);                                                         \
             E[21] = CHI(b1_, b2_, b3_);                                                         \
             E[22] = CHI(b2_, b3_, b4_);                                                         \
