@@ -137,9 +137,11 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
             if (phase[l] == LANE_ABSORB) {
                 const mlkem_job *j = job[l];
                 size_t total = j->inlen + j->in2len, left = total - offset[l];
-                if (left >= j->rate && offset[l] + j->rate <= j->inlen) {
-                    /* a whole block straight from the first input */
-                    const uint8_t *p = j->in + offset[l];
+                const int in_first = offset[l] + j->rate <= j->inlen;
+                if (left >= j->rate && (in_first || offset[l] >= j->inlen)) {
+                    /* a whole block straight from one of the two inputs */
+                    const uint8_t *p =
+                        in_first ? j->in + offset[l] : j->in2 + (offset[l] - j->inlen);
                     for (unsigned i = 0; i < j->rate / 8; i++)
                         w[i * lanes + l] ^= load64_le(p + 8 * i);
                     offset[l] += j->rate;
@@ -168,14 +170,16 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
             if (phase[l] != LANE_SQUEEZE)
                 continue;
             mlkem_job *j = job[l];
-            for (unsigned i = 0; i < j->rate / 8; i++)
-                store64_le(block + 8 * i, w[i * lanes + l]);
-            if (j->poly != NULL) { /* SampleNTT: until 256 coefficients are accepted */
+            if (j->poly != NULL) {
+                for (unsigned i = 0; i < j->rate / 8; i++)
+                    store64_le(block + 8 * i, w[i * lanes + l]); /* SampleNTT: until 256 coefficients are accepted */
                 j->ctr = mlkem_rej_uniform(j->poly->c, j->ctr, block, j->rate);
                 if (j->ctr >= MLKEM_N)
                     phase[l] = LANE_IDLE;
             } else {
                 size_t n = j->outlen - done[l] < j->rate ? j->outlen - done[l] : j->rate;
+                for (unsigned i = 0; i < (n + 7) / 8; i++)
+                    store64_le(block + 8 * i, w[i * lanes + l]);
                 memcpy(j->out + done[l], block, n);
                 done[l] += n;
                 if (done[l] == j->outlen)
