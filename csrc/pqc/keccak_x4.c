@@ -43,6 +43,86 @@ static const unsigned keccak_pi_dst[25] = {0,  10, 20, 5,  15, 16, 1,  11, 21, 6
         a[0] = XOR(a[0], rc);                                                                  \
     } while (0)
 
+/* One round from state A to state E (arrays of 25 lanes) for ISAs with a three-input XOR
+ * and an immediate rotate, written out so that every rotation count is a literal. Theta's
+ * column parities take two XOR3s each; D[x] = C[x-1] ^ ROL(C[x+1], 1) is formed once so
+ * that only five values stay live beside the state, and the output is produced one plane
+ * (5 lanes) at a time: fewer register spills than the generic round. */
+#define KECCAK_ROUND_T3(T, A, E, XOR, XOR3, CHI, ROLI, rc)                                      \
+    do {                                                                                        \
+        T c0_ = XOR3(XOR3(A[0], A[5], A[10]), A[15], A[20]);                                    \
+        T c1_ = XOR3(XOR3(A[1], A[6], A[11]), A[16], A[21]);                                    \
+        T c2_ = XOR3(XOR3(A[2], A[7], A[12]), A[17], A[22]);                                    \
+        T c3_ = XOR3(XOR3(A[3], A[8], A[13]), A[18], A[23]);                                    \
+        T c4_ = XOR3(XOR3(A[4], A[9], A[14]), A[19], A[24]);                                    \
+        T d0_ = XOR(c4_, ROLI(c1_, 1));                                                                   \
+        T d1_ = XOR(c0_, ROLI(c2_, 1));                                                                   \
+        T d2_ = XOR(c1_, ROLI(c3_, 1));                                                                   \
+        T d3_ = XOR(c2_, ROLI(c4_, 1));                                                                   \
+        T d4_ = XOR(c3_, ROLI(c0_, 1));                                                                   \
+        {                                                                                       \
+            T b0_ = XOR(A[0], d0_);                                                       \
+            T b1_ = ROLI(XOR(A[6], d1_), 44);                                             \
+            T b2_ = ROLI(XOR(A[12], d2_), 43);                                            \
+            T b3_ = ROLI(XOR(A[18], d3_), 21);                                            \
+            T b4_ = ROLI(XOR(A[24], d4_), 14);                                            \
+            E[0] = CHI(b0_, b1_, b2_);                                                          \
+            E[1] = CHI(b1_, b2_, b3_);                                                          \
+            E[2] = CHI(b2_, b3_, b4_);                                                          \
+            E[3] = CHI(b3_, b4_, b0_);                                                          \
+            E[4] = CHI(b4_, b0_, b1_);                                                          \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR(A[3], d3_), 28);                                             \
+            T b1_ = ROLI(XOR(A[9], d4_), 20);                                             \
+            T b2_ = ROLI(XOR(A[10], d0_), 3);                                             \
+            T b3_ = ROLI(XOR(A[16], d1_), 45);                                            \
+            T b4_ = ROLI(XOR(A[22], d2_), 61);                                            \
+            E[5] = CHI(b0_, b1_, b2_);                                                          \
+            E[6] = CHI(b1_, b2_, b3_);                                                          \
+            E[7] = CHI(b2_, b3_, b4_);                                                          \
+            E[8] = CHI(b3_, b4_, b0_);                                                          \
+            E[9] = CHI(b4_, b0_, b1_);                                                          \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR(A[1], d1_), 1);                                              \
+            T b1_ = ROLI(XOR(A[7], d2_), 6);                                              \
+            T b2_ = ROLI(XOR(A[13], d3_), 25);                                            \
+            T b3_ = ROLI(XOR(A[19], d4_), 8);                                             \
+            T b4_ = ROLI(XOR(A[20], d0_), 18);                                            \
+            E[10] = CHI(b0_, b1_, b2_);                                                         \
+            E[11] = CHI(b1_, b2_, b3_);                                                         \
+            E[12] = CHI(b2_, b3_, b4_);                                                         \
+            E[13] = CHI(b3_, b4_, b0_);                                                         \
+            E[14] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR(A[4], d4_), 27);                                             \
+            T b1_ = ROLI(XOR(A[5], d0_), 36);                                             \
+            T b2_ = ROLI(XOR(A[11], d1_), 10);                                            \
+            T b3_ = ROLI(XOR(A[17], d2_), 15);                                            \
+            T b4_ = ROLI(XOR(A[23], d3_), 56);                                            \
+            E[15] = CHI(b0_, b1_, b2_);                                                         \
+            E[16] = CHI(b1_, b2_, b3_);                                                         \
+            E[17] = CHI(b2_, b3_, b4_);                                                         \
+            E[18] = CHI(b3_, b4_, b0_);                                                         \
+            E[19] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        {                                                                                       \
+            T b0_ = ROLI(XOR(A[2], d2_), 62);                                             \
+            T b1_ = ROLI(XOR(A[8], d3_), 55);                                             \
+            T b2_ = ROLI(XOR(A[14], d4_), 39);                                            \
+            T b3_ = ROLI(XOR(A[15], d0_), 41);                                            \
+            T b4_ = ROLI(XOR(A[21], d1_), 2);                                             \
+            E[20] = CHI(b0_, b1_, b2_);                                                         \
+            E[21] = CHI(b1_, b2_, b3_);                                                         \
+            E[22] = CHI(b2_, b3_, b4_);                                                         \
+            E[23] = CHI(b3_, b4_, b0_);                                                         \
+            E[24] = CHI(b4_, b0_, b1_);                                                         \
+        }                                                                                       \
+        E[0] = XOR(E[0], rc);                                                                   \
+    } while (0)
+
 #define X64_XOR(a, b) ((a) ^ (b))
 #define X64_XOR3(a, b, c) ((a) ^ (b) ^ (c))
 #define X64_CHI(a, b, c) ((a) ^ (~(b) & (c)))
@@ -118,24 +198,76 @@ __attribute__((target("avx2"))) static void keccakx4_avx2(qv_keccakx4 *st)
  * three-input logic (vpternlogq 0x96 = a ^ b ^ c, 0xD2 = a ^ (~b & c)). */
 #define W_XOR3(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0x96)
 #define W_CHI(a, b, c) _mm256_ternarylogic_epi64((a), (b), (c), 0xD2)
-#define W_ROL(x, n) _mm256_rolv_epi64((x), _mm256_set1_epi64x((long long)(n)))
+#define W_ROLI(x, n) _mm256_rol_epi64((x), (n))
 
 __attribute__((target("avx2,avx512f,avx512vl"))) static void keccakx4_avx512vl(qv_keccakx4 *st)
 {
-    __m256i a[25];
+    __m256i a[25], e[25];
     for (int i = 0; i < 25; i++)
         a[i] = _mm256_load_si256((const __m256i *)st->s[i]);
-    for (int round = 0; round < 24; round++) {
-        __m256i rc = _mm256_set1_epi64x((long long)keccak_rc[round]);
-        KECCAK_ROUND(__m256i, a, V_XOR, W_XOR3, W_CHI, W_ROL, rc);
+    for (int round = 0; round < 24; round += 2) {
+        KECCAK_ROUND_T3(__m256i, a, e, V_XOR, W_XOR3, W_CHI, W_ROLI,
+                        _mm256_set1_epi64x((long long)keccak_rc[round]));
+        KECCAK_ROUND_T3(__m256i, e, a, V_XOR, W_XOR3, W_CHI, W_ROLI,
+                        _mm256_set1_epi64x((long long)keccak_rc[round + 1]));
     }
     for (int i = 0; i < 25; i++)
         _mm256_store_si256((__m256i *)st->s[i], a[i]);
 }
+
+/* Eight states in 512-bit registers (AVX-512F): the same round as the AVX-512VL one. */
+#define Z_XOR(a, b) _mm512_xor_si512((a), (b))
+#define Z_XOR3(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0x96)
+#define Z_CHI(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0xD2)
+#define Z_ROLI(x, n) _mm512_rol_epi64((x), (n))
+
+__attribute__((target("avx512f"))) static void keccakx8_avx512(qv_keccakx8 *st)
+{
+    __m512i a[25], e[25];
+    for (int i = 0; i < 25; i++)
+        a[i] = _mm512_load_si512((const void *)st->s[i]);
+    for (int round = 0; round < 24; round += 2) {
+        KECCAK_ROUND_T3(__m512i, a, e, Z_XOR, Z_XOR3, Z_CHI, Z_ROLI,
+                        _mm512_set1_epi64((long long)keccak_rc[round]));
+        KECCAK_ROUND_T3(__m512i, e, a, Z_XOR, Z_XOR3, Z_CHI, Z_ROLI,
+                        _mm512_set1_epi64((long long)keccak_rc[round + 1]));
+    }
+    for (int i = 0; i < 25; i++)
+        _mm512_store_si512((void *)st->s[i], a[i]);
+}
 #endif
 
-/* Highest path allowed: 0 portable, 1 AVX2, 2 AVX-512VL (the default: whatever CPUID has). */
-static int max_level = 2;
+/* Highest path allowed: 0 portable, 1 AVX2, 2 AVX-512VL, 3 AVX-512 8-lane (the default:
+ * whatever CPUID has). */
+static int max_level = 3;
+
+int qv_keccakx8_available(void)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    return max_level >= 3 && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/* Only reached through qv_keccakx8_available(); the portable loop keeps it total. */
+void qv_keccak_f1600_x8(qv_keccakx8 *st)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    if (qv_keccakx8_available()) {
+        keccakx8_avx512(st);
+        return;
+    }
+#endif
+    for (int l = 0; l < 8; l++) {
+        uint64_t a[25];
+        for (int i = 0; i < 25; i++)
+            a[i] = st->s[i][l];
+        qv_keccak_f1600_fast(a);
+        for (int i = 0; i < 25; i++)
+            st->s[i][l] = a[i];
+    }
+}
 
 static int uses_avx512vl(void)
 {
@@ -149,7 +281,10 @@ static int uses_avx512vl(void)
 
 const char *qv_keccakx4_code_path(void)
 {
-    return uses_avx512vl() ? "avx512vl" : qv_keccakx4_uses_avx2() ? "avx2" : "portable";
+    return qv_keccakx8_available() ? "avx512"
+           : uses_avx512vl()       ? "avx512vl"
+           : qv_keccakx4_uses_avx2() ? "avx2"
+                                     : "portable";
 }
 
 int qv_keccakx4_uses_avx2(void)
@@ -163,7 +298,7 @@ int qv_keccakx4_uses_avx2(void)
 
 void qv_keccakx4_set_max_level(int level)
 {
-    max_level = level < 0 ? 0 : level > 2 ? 2 : level;
+    max_level = level < 0 ? 0 : level > 3 ? 3 : level;
 }
 
 void qv_keccak_f1600_x4(qv_keccakx4 *st)
@@ -183,6 +318,11 @@ void qv_keccak_f1600_x4(qv_keccakx4 *st)
 
 static inline uint64_t load64_le(const uint8_t *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+#endif
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
@@ -191,6 +331,10 @@ static inline uint64_t load64_le(const uint8_t *p)
 
 static inline void store64_le(uint8_t *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+    return;
+#endif
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }

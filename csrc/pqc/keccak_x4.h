@@ -15,13 +15,24 @@ typedef struct qv_keccakx4 {
     _Alignas(32) uint64_t s[25][4];
 } qv_keccakx4;
 
+/* Eight states, lane-interleaved the same way (the AVX-512 zmm layout). */
+typedef struct qv_keccakx8 {
+    _Alignas(64) uint64_t s[25][8];
+} qv_keccakx8;
+
+/* 1 when the 8-lane AVX-512F permutation runs (CPU support and level 3 allowed); callers use
+ * the 4-lane one otherwise. */
+int qv_keccakx8_available(void);
+void qv_keccak_f1600_x8(qv_keccakx8 *st);
+
 /* 1 when AVX2 code may run (CPU support and not switched off); AVX-512VL is used on top when
  * the CPU has it too. */
 int qv_keccakx4_uses_avx2(void);
-/* "avx512vl", "avx2" or "portable": which 4-lane permutation runs. */
+/* "avx512" (8-lane available), "avx512vl", "avx2" or "portable": which multi-lane
+ * permutation runs. */
 const char *qv_keccakx4_code_path(void);
-/* Cap the SIMD level: 0 portable, 1 AVX2, 2 AVX-512VL (default; CPUID still decides what
- * runs). For tests and benchmarks comparing paths; process-wide. */
+/* Cap the SIMD level: 0 portable, 1 AVX2, 2 AVX-512VL, 3 AVX-512F 8-lane (default; CPUID
+ * still decides what runs). For tests and benchmarks comparing paths; process-wide. */
 void qv_keccakx4_set_max_level(int level);
 
 void qv_keccak_f1600_x4(qv_keccakx4 *st);

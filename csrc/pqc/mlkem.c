@@ -227,28 +227,6 @@ static void encaps_internal(const mlkem_params *P, uint8_t *c, uint8_t ss[32], c
     qv_wipe(kr, sizeof kr);
 }
 
-/* Algorithm 18 with implicit rejection: when the re-encryption differs from c, the result is
- * K_bar = J(z || c) (computed by the caller, k_bar), selected without a branch. */
-static void decaps_internal(const mlkem_params *P, uint8_t ss[32], const uint8_t *dk,
-                            const uint8_t *c, const uint8_t k_bar[32], mlkem_poly *at,
-                            int at_ready)
-{
-    const size_t pke = MLKEM_POLY_BYTES * P->k;
-    const uint8_t *ek = dk + pke, *h = dk + pke + P->ek_bytes;
-    uint8_t in[64], kr[64], c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
-
-    kpke_decrypt(P, in, dk, c);
-    memcpy(in + 32, h, 32);
-    mlkem_hash_g(kr, in, sizeof in);
-    kpke_encrypt(P, c_prime, ek, in, kr + 32, at, at_ready);
-    mlkem_ct_cmov(kr, k_bar, 32, mlkem_ct_differ(c, c_prime, P->ct_bytes));
-    memcpy(ss, kr, 32);
-
-    qv_wipe(in, sizeof in);
-    qv_wipe(kr, sizeof kr);
-    qv_wipe(c_prime, sizeof c_prime);
-}
-
 /* ---- input checks (FIPS 203 section 7.2 and 7.3) ---- */
 
 /* Modulus check: ByteEncode12(ByteDecode12(ek)) == ek, i.e. no 12-bit value >= q. */
@@ -485,6 +463,13 @@ int qv_mlkem_keygen_batch(int level, size_t n, uint8_t *eks, uint8_t *dks)
     return rc;
 }
 
+/* Encaps and decaps batches run the Keccak work of a whole group through one job runner per
+ * stage, so the 4 or 8 lanes are filled by several operations at once (H(ek) of four keys beside
+ * their matrices, then the four G, then the noise of four encryptions) instead of by one
+ * operation's jobs alone. */
+/* Items per stage: eight fill the 8-lane G and noise stages exactly. */
+#define BGROUP 8
+
 int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts, uint8_t *sss,
                           size_t *bad_index)
 {
@@ -493,31 +478,57 @@ int qv_mlkem_encaps_batch(int level, size_t n, const uint8_t *eks, uint8_t *cts,
         return PQC_ERR_ALGORITHM;
     if (n > 0 && (eks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
-    uint8_t m[GROUP][QV_MLKEM_MSG_BYTES], h[GROUP][32];
-    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX]; /* scratch for each item's A_hat^T */
+    const unsigned k = P->k;
+    uint8_t m_h[BGROUP][64], kr[BGROUP][64]; /* G's input m || H(ek) and its output K || r */
+    uint8_t seeds[BGROUP][MLKEM_KMAX * MLKEM_KMAX][34];
+    mlkem_poly at[BGROUP][MLKEM_KMAX * MLKEM_KMAX];
+    kpke_encrypt_state st[BGROUP];
+    mlkem_job jobs[BGROUP * (1 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
     int rc = 0;
-    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
-        size_t cnt = n - g < GROUP ? n - g : GROUP;
-        const uint8_t *ek[GROUP];
-        for (size_t l = 0; l < GROUP; l++) {
-            ek[l] = eks + (g + (l < cnt ? l : 0)) * P->ek_bytes;
-            if (l < cnt && !ek_modulus_ok(P, ek[l])) {
+    for (size_t g = 0; g < n && rc == 0; g += BGROUP) {
+        size_t cnt = n - g < BGROUP ? n - g : BGROUP;
+        const uint8_t *ek[BGROUP];
+        for (size_t l = 0; l < cnt; l++) {
+            ek[l] = eks + (g + l) * P->ek_bytes;
+            if (!ek_modulus_ok(P, ek[l])) {
                 if (bad_index)
                     *bad_index = g + l;
                 rc = PQC_ERR_KEY;
                 break;
             }
         }
+        uint8_t m[BGROUP][QV_MLKEM_MSG_BYTES];
         if (rc == 0)
-            rc = get_random(m[0], cnt * QV_MLKEM_MSG_BYTES);
+            rc = get_random(m[0], cnt * QV_MLKEM_MSG_BYTES); /* one getrandom per group */
+        for (size_t l = 0; l < cnt && rc == 0; l++)
+            memcpy(m_h[l], m[l], QV_MLKEM_MSG_BYTES);
+        qv_wipe(m, sizeof m);
         if (rc != 0)
             break;
-        hash_h_x4(P, h, ek);
+        /* Stage 1: H(ek) (the long ones first) and A_hat^T of every item. */
+        unsigned nj = 0;
         for (size_t l = 0; l < cnt; l++)
-            encaps_internal(P, cts + (g + l) * P->ct_bytes, sss + (g + l) * 32, ek[l], m[l], h[l],
-                            at, 0);
+            mlkem_job_hash(&jobs[nj++], 136, 0x06, ek[l], P->ek_bytes, NULL, 0, m_h[l] + 32, 32);
+        for (size_t l = 0; l < cnt; l++)
+            nj += matrix_jobs(jobs + nj, seeds[l], at[l], ek[l] + MLKEM_POLY_BYTES * k, k, 1);
+        mlkem_run_jobs(jobs, nj);
+        /* Stage 2: (K, r) = G(m || H(ek)). */
+        for (size_t l = 0; l < cnt; l++)
+            mlkem_job_hash(&jobs[l], 72, 0x06, m_h[l], 64, NULL, 0, kr[l], 64);
+        mlkem_run_jobs(jobs, (unsigned)cnt);
+        /* Stage 3: the noise of every encryption, then the arithmetic. */
+        nj = 0;
+        for (size_t l = 0; l < cnt; l++)
+            nj += kpke_encrypt_jobs(P, &st[l], jobs + nj, ek[l], kr[l] + 32, at[l], 1);
+        mlkem_run_jobs(jobs, nj);
+        for (size_t l = 0; l < cnt; l++) {
+            kpke_encrypt_finish(P, &st[l], cts + (g + l) * P->ct_bytes, ek[l], m_h[l], at[l]);
+            memcpy(sss + (g + l) * 32, kr[l], 32);
+        }
     }
-    qv_wipe(m, sizeof m);
+    qv_wipe(m_h, sizeof m_h);
+    qv_wipe(kr, sizeof kr);
+    qv_wipe(st, sizeof st);
     return rc;
 }
 
@@ -530,24 +541,41 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
     if (n > 0 && (dks == NULL || cts == NULL || sss == NULL))
         return QV_ERR_INVAL;
     const size_t pke = MLKEM_POLY_BYTES * P->k;
-    /* J's input z || c per lane, built contiguously for the 4-lane sponge. */
-    uint8_t zc[GROUP][32 + QV_MLKEM1024_CIPHERTEXT_BYTES];
-    uint8_t h[GROUP][32], k_bar[GROUP][32];
-    mlkem_poly at[MLKEM_KMAX * MLKEM_KMAX];
-    uint8_t *k_bars[GROUP] = {k_bar[0], k_bar[1], k_bar[2], k_bar[3]};
-    const uint8_t *zcs[GROUP] = {zc[0], zc[1], zc[2], zc[3]};
+    uint8_t h[BGROUP][32], k_bar[BGROUP][32], in[BGROUP][64], kr[BGROUP][64];
+    uint8_t c_prime[QV_MLKEM1024_CIPHERTEXT_BYTES];
+    mlkem_poly at[BGROUP][MLKEM_KMAX * MLKEM_KMAX];
+    kpke_encrypt_state st[BGROUP];
+    mlkem_job jobs[BGROUP * (2 + MLKEM_KMAX * MLKEM_KMAX + 2 * MLKEM_KMAX + 1)];
     int rc = 0;
-    for (size_t g = 0; g < n && rc == 0; g += GROUP) {
-        size_t cnt = n - g < GROUP ? n - g : GROUP;
-        const uint8_t *dk[GROUP], *ek[GROUP];
-        for (size_t l = 0; l < GROUP; l++) {
-            size_t i = g + (l < cnt ? l : 0);
-            dk[l] = dks + i * P->dk_bytes;
+    for (size_t g = 0; g < n && rc == 0; g += BGROUP) {
+        size_t cnt = n - g < BGROUP ? n - g : BGROUP;
+        const uint8_t *dk[BGROUP], *ek[BGROUP], *ct[BGROUP];
+        /* Decrypt, then G(m' || h) of every item in one run. */
+        for (size_t l = 0; l < cnt; l++) {
+            dk[l] = dks + (g + l) * P->dk_bytes;
             ek[l] = dk[l] + pke;
-            memcpy(zc[l], dk[l] + P->dk_bytes - 32, 32);
-            memcpy(zc[l] + 32, cts + i * P->ct_bytes, P->ct_bytes);
+            ct[l] = cts + (g + l) * P->ct_bytes;
+            kpke_decrypt(P, in[l], dk[l], ct[l]);
+            memcpy(in[l] + 32, ek[l] + P->ek_bytes, 32);
+            mlkem_job_hash(&jobs[l], 72, 0x06, in[l], 64, NULL, 0, kr[l], 64);
         }
-        hash_h_x4(P, h, ek);
+        mlkem_run_jobs(jobs, (unsigned)cnt);
+        /* The hash checks' H(ek), J(z || c), the matrices and the re-encryption noise. */
+        unsigned nj = 0;
+        for (size_t l = 0; l < cnt; l++) {
+            mlkem_job_hash(&jobs[nj++], 136, 0x06, ek[l], P->ek_bytes, NULL, 0, h[l], 32);
+            mlkem_job_hash(&jobs[nj++], 136, 0x1F, dk[l] + P->dk_bytes - 32, 32, ct[l],
+                           P->ct_bytes, k_bar[l], 32);
+        }
+        for (size_t l = 0; l < cnt; l++)
+            nj += kpke_encrypt_jobs(P, &st[l], jobs + nj, ek[l], kr[l] + 32, at[l], 0);
+        mlkem_run_jobs(jobs, nj);
+        for (size_t l = 0; l < cnt; l++) {
+            kpke_encrypt_finish(P, &st[l], c_prime, ek[l], in[l], at[l]);
+            mlkem_ct_cmov(kr[l], k_bar[l], 32, mlkem_ct_differ(ct[l], c_prime, P->ct_bytes));
+        }
+        /* Nothing of a group is returned unless all its hash checks pass (the first failing
+         * row is reported). */
         for (size_t l = 0; l < cnt; l++) {
             if (!dk_hash_matches(P, dk[l], h[l])) {
                 if (bad_index)
@@ -556,40 +584,40 @@ int qv_mlkem_decaps_batch(int level, size_t n, const uint8_t *dks, const uint8_t
                 break;
             }
         }
-        if (rc != 0)
-            break;
-        qv_keccakx4_hash(136, 0x1F, zcs, 32 + P->ct_bytes, k_bars, 32);
-        for (size_t l = 0; l < cnt; l++)
-            decaps_internal(P, sss + (g + l) * 32, dk[l], cts + (g + l) * P->ct_bytes, k_bar[l],
-                            at, 0);
+        for (size_t l = 0; l < cnt && rc == 0; l++)
+            memcpy(sss + (g + l) * 32, kr[l], 32);
     }
-    qv_wipe(zc, sizeof zc);
+    qv_wipe(in, sizeof in);
+    qv_wipe(kr, sizeof kr);
     qv_wipe(k_bar, sizeof k_bar);
+    qv_wipe(c_prime, sizeof c_prime);
+    qv_wipe(st, sizeof st);
     return rc;
 }
 
 const char *qv_mlkem_code_path(void)
 {
-    /* The NTT side is AVX2; the Keccak side adds AVX-512VL when the CPU has it. */
+    /* The NTT side is AVX2; the Keccak side adds AVX-512VL (4 lanes) or AVX-512F (8 lanes)
+     * when the CPU has them. */
     if (!mlkem_use_avx2())
         return "portable";
-    return strcmp(qv_keccakx4_code_path(), "avx512vl") == 0 ? "avx512vl" : "avx2";
+    return qv_keccakx4_code_path();
 }
 
 int qv_mlkem_select_code_path(const char *path)
 {
-    static const char *const names[] = {"portable", "avx2", "avx512vl"};
+    static const char *const names[] = {"portable", "avx2", "avx512vl", "avx512"};
     if (path == NULL)
         return QV_ERR_INVAL;
     if (strcmp(path, "auto") == 0) {
-        qv_keccakx4_set_max_level(2);
+        qv_keccakx4_set_max_level(3);
         return 0;
     }
-    for (int level = 0; level < 3; level++) {
+    for (int level = 0; level < 4; level++) {
         if (strcmp(path, names[level]) == 0) {
             qv_keccakx4_set_max_level(level);
             if (strcmp(qv_mlkem_code_path(), path) != 0) {
-                qv_keccakx4_set_max_level(2);
+                qv_keccakx4_set_max_level(3);
                 return QV_ERR_NOTSUP;
             }
             return 0;

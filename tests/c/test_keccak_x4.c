@@ -1,5 +1,6 @@
 /* The fast scalar and 4-lane Keccak-f[1600] (csrc/pqc/keccak_x4.c) against the reference
- * qv_keccak_f1600, on every 4-lane path the CPU has (AVX-512VL, AVX2, portable). */
+ * qv_keccak_f1600, on every 4-lane path the CPU has (AVX-512VL, AVX2, portable), and the
+ * 8-lane one (AVX-512F or its portable loop). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -10,7 +11,7 @@
 int main(void)
 {
     int failures = 0;
-    for (int level = 2; level >= 0; level--) {
+    for (int level = 3; level >= 0; level--) {
         qv_keccakx4_set_max_level(level);
         for (int trial = 0; trial < 200; trial++) {
             uint64_t ref[4][25], fast[25];
@@ -31,6 +32,27 @@ int main(void)
                     failures += x4.s[i][l] != ref[l][i];
         }
         printf("4-lane path %s checked\n", qv_keccakx4_code_path());
+    }
+    /* The 8-lane permutation (AVX-512F when the CPU has it, else its portable loop). */
+    for (int level = 3; level >= 2; level--) {
+        qv_keccakx4_set_max_level(level);
+        for (int trial = 0; trial < 200; trial++) {
+            uint64_t ref[8][25];
+            qv_keccakx8 x8;
+            if (getrandom(ref, sizeof ref, 0) != (ssize_t)sizeof ref)
+                return 2;
+            for (int l = 0; l < 8; l++)
+                for (int i = 0; i < 25; i++)
+                    x8.s[i][l] = ref[l][i];
+            qv_keccak_f1600_x8(&x8);
+            for (int l = 0; l < 8; l++)
+                qv_keccak_f1600(ref[l]);
+            for (int l = 0; l < 8; l++)
+                for (int i = 0; i < 25; i++)
+                    failures += x8.s[i][l] != ref[l][i];
+        }
+        printf("8-lane permutation checked (%s)\n",
+               qv_keccakx8_available() ? "AVX-512F" : "portable loop");
     }
     /* SHAKE128 through absorb_once / squeeze_blocks equals the reference sponge. */
     uint8_t msg[4][34], out[4][3 * 168], want[3 * 168];

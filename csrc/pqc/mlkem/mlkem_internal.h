@@ -85,6 +85,14 @@ void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
 void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p);
 void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
 void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N], unsigned d);
+/* ByteDecode12 (returns 0xffff when a value was >= q, else 0) and ByteEncode12, AVX2. */
+uint16_t mlkem_poly_decode12_avx2(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES]);
+void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);
+/* SamplePolyCBD_2 from 128 bytes, AVX2. */
+void mlkem_poly_cbd2_avx2(mlkem_poly *p, const uint8_t buf[128]);
+/* ByteEncode_10 / ByteDecode_10 of 256 values, AVX2. */
+void mlkem_pack10_avx2(uint8_t out[320], const uint16_t v[MLKEM_N]);
+void mlkem_unpack10_avx2(uint16_t v[MLKEM_N], const uint8_t in[320]);
 /* SamplePolyCBD_eta (Algorithm 8) from 64*eta bytes, eta in {2, 3}. */
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta);
 /* SampleNTT (Algorithm 7) rejection step: fill p->c[ctr..] from buf (public data only).

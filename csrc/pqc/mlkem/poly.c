@@ -22,12 +22,13 @@ void mlkem_poly_encode12(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p)
 {
     uint16_t v[MLKEM_N];
 #ifdef MLKEM_AVX2_BUILT
-    if (mlkem_use_avx2())
-        mlkem_poly_to_unsigned_avx2(v, p);
-    else
+    if (mlkem_use_avx2()) {
+        mlkem_poly_encode12_avx2(out, p);
+        return;
+    }
 #endif
-        for (unsigned i = 0; i < MLKEM_N; i++)
-            v[i] = to_unsigned(p->c[i]);
+    for (unsigned i = 0; i < MLKEM_N; i++)
+        v[i] = to_unsigned(p->c[i]);
     for (unsigned i = 0; i < MLKEM_N / 2; i++) {
         uint16_t t0 = v[2 * i], t1 = v[2 * i + 1];
         out[3 * i] = (uint8_t)t0;
@@ -45,6 +46,10 @@ static inline uint16_t ge_q_mask(uint16_t t)
 uint16_t mlkem_poly_decode12(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES])
 {
     uint16_t bad = 0;
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx2())
+        return mlkem_poly_decode12_avx2(p, in);
+#endif
     for (unsigned i = 0; i < MLKEM_N / 2; i++) {
         uint16_t t0 = (uint16_t)(in[3 * i] | ((in[3 * i + 1] & 0x0f) << 8));
         uint16_t t1 = (uint16_t)((in[3 * i + 1] >> 4) | (in[3 * i + 2] << 4));
@@ -158,6 +163,12 @@ __attribute__((always_inline)) static inline void compress_d(uint8_t *out, const
 #endif
         for (unsigned i = 0; i < MLKEM_N; i++)
             v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
+#ifdef MLKEM_AVX2_BUILT
+    if (d == 10 && mlkem_use_avx2()) {
+        mlkem_pack10_avx2(out, v);
+        return;
+    }
+#endif
     pack_bits(out, v, d);
 }
 
@@ -165,7 +176,12 @@ __attribute__((always_inline)) static inline void decompress_d(mlkem_poly *p, co
                                                                unsigned d)
 {
     uint16_t v[MLKEM_N];
-    unpack_bits(v, in, d);
+#ifdef MLKEM_AVX2_BUILT
+    if (d == 10 && mlkem_use_avx2())
+        mlkem_unpack10_avx2(v, in);
+    else
+#endif
+        unpack_bits(v, in, d);
 #ifdef MLKEM_AVX2_BUILT
     if (mlkem_use_avx2()) {
         mlkem_poly_decompress_values_avx2(p, v, d);
@@ -234,6 +250,12 @@ static inline uint32_t load32_le(const uint8_t *b)
 
 void mlkem_poly_cbd(mlkem_poly *p, const uint8_t *buf, unsigned eta)
 {
+#ifdef MLKEM_AVX2_BUILT
+    if (eta == 2 && mlkem_use_avx2()) {
+        mlkem_poly_cbd2_avx2(p, buf);
+        return;
+    }
+#endif
     if (eta == 2) {
         /* 4 bits per coefficient: (b0 + b1) - (b2 + b3), summed bit pairs in parallel. */
         for (unsigned i = 0; i < MLKEM_N / 8; i++) {

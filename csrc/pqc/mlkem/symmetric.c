@@ -17,6 +17,11 @@
  * with the domain suffix). Lanes are built byte by byte, so any host byte order works. */
 static inline uint64_t load64_le(const uint8_t *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+#endif
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
@@ -25,6 +30,10 @@ static inline uint64_t load64_le(const uint8_t *p)
 
 static inline void store64_le(uint8_t *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+    return;
+#endif
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -73,7 +82,7 @@ void mlkem_hash_g(uint8_t out[64], const uint8_t *in, size_t len)
     sponge(SHA3_512_RATE, 0x06, in, len, NULL, 0, out, 64);
 }
 
-/* ---- the 4-lane job runner ---- */
+/* ---- the 4- or 8-lane job runner ---- */
 
 enum { LANE_IDLE, LANE_ABSORB, LANE_SQUEEZE };
 
@@ -91,22 +100,34 @@ static void job_input(const mlkem_job *j, size_t off, size_t n, uint8_t *dst)
         memcpy(dst, j->in2 + (off - j->inlen), n);
 }
 
-void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
+/* The state of up to eight sponges: word i of lane l at w[i * lanes + l], which is the
+ * layout of both qv_keccakx4 (lanes = 4) and qv_keccakx8 (lanes = 8). */
+typedef union {
+    qv_keccakx4 x4;
+    qv_keccakx8 x8;
+} lanes_state;
+
+/* Compiled once per lane count (a constant here), so lane words are at fixed strides. */
+__attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs, unsigned njobs,
+                                                                 const unsigned lanes)
 {
-    qv_keccakx4 st;
+    lanes_state st;
+    uint64_t *w = &st.x8.s[0][0];
     uint8_t block[200];
-    int phase[4] = {LANE_IDLE, LANE_IDLE, LANE_IDLE, LANE_IDLE};
-    mlkem_job *job[4] = {NULL, NULL, NULL, NULL};
-    size_t offset[4] = {0}, done[4] = {0};
+    int phase[8];
+    mlkem_job *job[8];
+    size_t offset[8], done[8];
     unsigned next = 0;
 
+    for (unsigned l = 0; l < lanes; l++)
+        phase[l] = LANE_IDLE;
     for (;;) {
         int active = 0;
-        for (int l = 0; l < 4; l++) {
+        for (unsigned l = 0; l < lanes; l++) {
             if (phase[l] == LANE_IDLE && next < njobs) { /* a fresh sponge in this lane */
                 job[l] = &jobs[next++];
                 for (int i = 0; i < 25; i++)
-                    st.s[i][l] = 0;
+                    w[i * lanes + l] = 0;
                 offset[l] = done[l] = 0;
                 phase[l] = LANE_ABSORB;
             }
@@ -116,6 +137,16 @@ void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
             if (phase[l] == LANE_ABSORB) {
                 const mlkem_job *j = job[l];
                 size_t total = j->inlen + j->in2len, left = total - offset[l];
+                const int in_first = offset[l] + j->rate <= j->inlen;
+                if (left >= j->rate && (in_first || offset[l] >= j->inlen)) {
+                    /* a whole block straight from one of the two inputs */
+                    const uint8_t *p =
+                        in_first ? j->in + offset[l] : j->in2 + (offset[l] - j->inlen);
+                    for (unsigned i = 0; i < j->rate / 8; i++)
+                        w[i * lanes + l] ^= load64_le(p + 8 * i);
+                    offset[l] += j->rate;
+                    continue;
+                }
                 size_t n = left < j->rate ? left : j->rate;
                 memset(block, 0, j->rate);
                 job_input(j, offset[l], n, block);
@@ -126,24 +157,29 @@ void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
                     phase[l] = LANE_SQUEEZE;
                 }
                 for (unsigned i = 0; i < j->rate / 8; i++)
-                    st.s[i][l] ^= load64_le(block + 8 * i);
+                    w[i * lanes + l] ^= load64_le(block + 8 * i);
             }
         }
         if (!active)
             break;
-        qv_keccak_f1600_x4(&st);
-        for (int l = 0; l < 4; l++) {
+        if (lanes == 8)
+            qv_keccak_f1600_x8(&st.x8);
+        else
+            qv_keccak_f1600_x4(&st.x4);
+        for (unsigned l = 0; l < lanes; l++) {
             if (phase[l] != LANE_SQUEEZE)
                 continue;
             mlkem_job *j = job[l];
-            for (unsigned i = 0; i < j->rate / 8; i++)
-                store64_le(block + 8 * i, st.s[i][l]);
-            if (j->poly != NULL) { /* SampleNTT: until 256 coefficients are accepted */
+            if (j->poly != NULL) {
+                for (unsigned i = 0; i < j->rate / 8; i++)
+                    store64_le(block + 8 * i, w[i * lanes + l]); /* SampleNTT: until 256 coefficients are accepted */
                 j->ctr = mlkem_rej_uniform(j->poly->c, j->ctr, block, j->rate);
                 if (j->ctr >= MLKEM_N)
                     phase[l] = LANE_IDLE;
             } else {
                 size_t n = j->outlen - done[l] < j->rate ? j->outlen - done[l] : j->rate;
+                for (unsigned i = 0; i < (n + 7) / 8; i++)
+                    store64_le(block + 8 * i, w[i * lanes + l]);
                 memcpy(j->out + done[l], block, n);
                 done[l] += n;
                 if (done[l] == j->outlen)
@@ -153,6 +189,14 @@ void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
     }
     qv_wipe(&st, sizeof st);
     qv_wipe(block, sizeof block);
+}
+
+void mlkem_run_jobs(mlkem_job *jobs, unsigned njobs)
+{
+    if (qv_keccakx8_available())
+        run_jobs_lanes(jobs, njobs, 8);
+    else
+        run_jobs_lanes(jobs, njobs, 4);
 }
 
 void mlkem_job_sample_ntt(mlkem_job *j, mlkem_poly *p, const uint8_t seed34[34])
