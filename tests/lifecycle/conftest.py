@@ -81,9 +81,13 @@ def disk(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_config(disk: Path) -> Callable[..., dict[str, Any]]:
     def make(name: str, **extra: Any) -> dict[str, Any]:
+        # One image per VM: a running VM holds its disk's write lock, as QEMU does.
+        own_disk = disk.with_name(f"disk-{name}.raw")
+        if not own_disk.exists():
+            own_disk.write_bytes(disk.read_bytes())
         cfg: dict[str, Any] = {"name": name, "cpu": {"count": 1},
                                "memory": {"size": "128M"},
-                               "storage": [{"path": str(disk), "format": "raw"}],
+                               "storage": [{"path": str(own_disk), "format": "raw"}],
                                "console": {"type": "serial"}}
         cfg.update(extra)
         return cfg
