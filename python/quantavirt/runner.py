@@ -233,16 +233,19 @@ class Runner:
     def _finish(self, st: str, exit_info: dict[str, Any], error: QVError | None) -> None:
         if error is not None:
             log("ERROR", SUBSYSTEM, f"VM {self.name}: {error.name}: {error.message}")
-        records.update(self.name, state=st, pid=None, pid_start=None, stopped_at=records.now(),
-                       last_exit=exit_info, last_error=error.to_dict() if error else None)
-        self.ended.set()
+        # Release the socket and the VM (its image locks) before the record says it ended, so
+        # whoever sees the new state can reuse the name and the disks at once.
         with contextlib.suppress(OSError):
             (self.dir / "control.sock").unlink()
         self.vm.close()
+        records.update(self.name, state=st, pid=None, pid_start=None, stopped_at=records.now(),
+                       last_exit=exit_info, last_error=error.to_dict() if error else None)
+        self.ended.set()
 
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    timeout = 10.0  # seconds a client has to send its request line
 
     def handle(self) -> None:
         line = self.rfile.readline(MAX_REQUEST)
@@ -255,7 +258,10 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
+    # server_close() waits for the handlers, so a stop request still gets its reply when the
+    # VM's end makes the process exit; a client that sends nothing times out (_Handler).
+    daemon_threads = False
+    block_on_close = True
     runner: Runner
 
 
@@ -315,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # SIGTERM stays blocked until the run loop's try below: arriving earlier (while the VM
+    # starts or the daemon is told it runs) it would escape every handler.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     server: _Server | None = None
     runner: Runner | None = None
     try:
@@ -349,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     log("INFO", SUBSYSTEM, f"VM {args.name} running (pid {os.getpid()})")
     say({"ok": True, "pid": os.getpid()})
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return runner.run()
     except KeyboardInterrupt:
         with runner.lock:
