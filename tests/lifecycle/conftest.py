@@ -4,11 +4,8 @@ daemon (Unix socket and TCP on a free port) started as a subprocess."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,48 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guest_build import Guest, build_asm_guest, toolchain_available
 
 GUEST_DIR = Path(__file__).parent / "guests"
-_HEADER = re.compile(r"#\s*qv-guest:\s*mode=(\w+)\s+load=(0x[0-9a-fA-F]+)")
 needs_kvm = pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                                reason="/dev/kvm is absent or not accessible")
 
 
-@dataclass(frozen=True)
-class Guest:
-    name: str
-    mode: str
-    load: int
-    path: Path
-
-    @property
-    def binary(self) -> bytes:
-        return self.path.read_bytes()
-
-
-def build_guest(name: str, cache_dir: Path) -> Guest:
-    src = GUEST_DIR / f"{name}.S"
-    text = src.read_text()
-    m = _HEADER.search(text)
-    assert m, f"{src}: no qv-guest header"
-    mode, load = m.group(1), int(m.group(2), 16)
-    out = cache_dir / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.bin"
-    if not out.exists():
-        obj, elf = out.with_suffix(".o"), out.with_suffix(".elf")
-        subprocess.run(["gcc", "-c", "-nostdlib", "-o", str(obj), str(src)], check=True)
-        subprocess.run(["ld", "-m", "elf_x86_64", "-N", "--no-warn-rwx-segments", "-e", "_start",
-                        "-Ttext", hex(load), "-o", str(elf), str(obj)], check=True)
-        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(elf), str(out)],
-                       check=True)
-    return Guest(name, mode, load, out)
-
-
 @pytest.fixture(scope="session")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Guest]:
-    if not all(shutil.which(t) for t in ("gcc", "ld", "objcopy")):
+    if not toolchain_available():
         pytest.skip("gcc/ld/objcopy not available to build the test guests")
     cache = tmp_path_factory.mktemp("lc-guests")
-    return lambda name: build_guest(name, cache)
+    return lambda name: build_asm_guest(GUEST_DIR / f"{name}.S", cache)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ assembly entry, tests/pci/guest/) built with the system compiler into a flat bin
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from guest_build import build_c_guest, toolchain_available
 
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 
@@ -37,26 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def build_virtio_guest(cache: Path) -> bytes:
-    sources = [GUEST_SRC / "start.S", GUEST_SRC / "virtio_blk_guest.c", GUEST_SRC / "guest.ld"]
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) +
-                         " ".join(CFLAGS).encode()).hexdigest()[:16]
-    out = cache / f"virtio-guest-{key}.bin"
-    if not out.exists():
-        c_obj, s_obj, elf = (cache / f"{key}.c.o", cache / f"{key}.s.o", cache / f"{key}.elf")
-        subprocess.run(["gcc", "-c", *CFLAGS, "-o", str(c_obj), str(sources[1])], check=True)
-        subprocess.run(["gcc", "-c", "-o", str(s_obj), str(sources[0])], check=True)
-        subprocess.run(["ld", "-m", "elf_x86_64", "-N", "--no-warn-rwx-segments",
-                        "-z", "noexecstack", "-T", str(sources[2]), "-o", str(elf),
-                        str(s_obj), str(c_obj)], check=True)
-        tmp = out.with_suffix(".tmp")
-        subprocess.run(["objcopy", "-O", "binary", str(elf), str(tmp)], check=True)
-        tmp.replace(out)
-    return out.read_bytes()
+    sources = [GUEST_SRC / "start.S", GUEST_SRC / "virtio_blk_guest.c"]
+    return build_c_guest("virtio-guest", sources, GUEST_SRC / "guest.ld", CFLAGS, GUEST_LOAD,
+                         cache).binary
 
 
 @pytest.fixture(scope="session")
 def virtio_guest(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    if not all(shutil.which(t) for t in ("gcc", "ld", "objcopy")):
+    if not toolchain_available():
         pytest.skip("gcc/ld/objcopy not available to build the test guest")
     return build_virtio_guest(tmp_path_factory.mktemp("virtio-guest"))
 

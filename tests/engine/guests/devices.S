@@ -3,18 +3,9 @@
 # and loopback registers, serial input typed by the host, then a reset through the i8042.
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
-
-.macro REPORT reg
-    push %rax
-    push %rdx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %rdx
-    pop %rax
-.endm
 
 .macro CMOS reg
     mov $\reg, %al

@@ -3,18 +3,9 @@
 # CS-relative RIP arithmetic. Results on port 0xf8, debug exit 0 at the end.
 # qv-guest: mode=real load=0x10000
     .code16
+    .include "qv_guest.inc"
     .text
     .globl _start
-
-.macro REPORT reg
-    push %eax
-    push %dx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %dx
-    pop %eax
-.endm
 
 _start:
     cli
@@ -34,40 +25,40 @@ _start:
     xor %di, %di
     int3
 after_int3:
-    REPORT %edi                               # 1
+    REPORT16 %edi                               # 1
     xor %eax, %eax
     cmp $after_int3, %bp
     sete %al
-    REPORT %eax                               # 1
+    REPORT16 %eax                               # 1
 
     # popcnt r16, r/m16 with 16-bit addressing
     mov $0xf00f, %ax
     popcnt %ax, %cx
     movzx %cx, %ecx
-    REPORT %ecx                               # 8
+    REPORT16 %ecx                               # 8
     mov $data, %bx
     mov $2, %si
     popcnt 2(%bx,%si), %dx                    # data+4: 0x0707 -> 6
     movzx %dx, %edx
-    REPORT %edx                               # 6
+    REPORT16 %edx                               # 6
     popcnt data, %ax                          # direct disp16: 0x0001 -> 1
     movzx %ax, %eax
-    REPORT %eax                               # 1
+    REPORT16 %eax                               # 1
     # bp-based: the default segment is SS (= DS here), disp16
     mov $data, %bp
     popcnt 0x100(%bp), %ax                    # data+0x100: 0x00ff -> 8 ... via SS
     movzx %ax, %eax
-    REPORT %eax                               # 8
+    REPORT16 %eax                               # 8
     # operand-size prefix: 32-bit popcnt in real mode
     mov $0xffff0000, %eax
     popcnt %eax, %ebx
-    REPORT %ebx                               # 16
+    REPORT16 %ebx                               # 16
     # address-size prefix: 32-bit addressing with SIB in real mode
     xor %ecx, %ecx
     mov $data, %esi
     popcnt 6(%esi,%ecx,4), %eax               # dword at data+6: 0x00008001 -> 2
     movzx %ax, %eax
-    REPORT %eax                               # 2
+    REPORT16 %eax                               # 2
 
     # stac/clac are valid at CPL 0 in real mode
     stac
@@ -75,13 +66,13 @@ after_int3:
     popl %eax
     shr $18, %eax
     and $1, %eax
-    REPORT %eax                               # 1
+    REPORT16 %eax                               # 1
     clac
     pushfl
     popl %eax
     shr $18, %eax
     and $1, %eax
-    REPORT %eax                               # 0
+    REPORT16 %eax                               # 0
 
     mov $0xf4, %dx
     xor %eax, %eax

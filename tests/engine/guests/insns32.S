@@ -3,18 +3,9 @@
 # through their SIB forms. Results on port 0xf8, debug exit 0 at the end.
 # qv-guest: mode=prot32 load=0x100000
     .code32
+    .include "qv_guest.inc"
     .text
     .globl _start
-
-.macro REPORT reg
-    push %eax
-    push %edx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %edx
-    pop %eax
-.endm
 
 _start:
     # IDT gate 3 -> bp_handler (32-bit interrupt gate, selector 0x18 = the runner's code32)
@@ -33,23 +24,23 @@ _start:
     xor %edi, %edi
     int3
 after_int3:
-    REPORT %edi                               # 1
+    REPORT32 %edi                               # 1
     xor %eax, %eax
     cmp $after_int3, %ebp
     sete %al
-    REPORT %eax                               # 1
+    REPORT32 %eax                               # 1
 
     mov $table, %esi
     mov $2, %ecx
     popcnt (%esi,%ecx,4), %eax                # table[2] = 0xff00ff00 -> 16
-    REPORT %eax                               # 16
+    REPORT32 %eax                               # 16
     popcnt table+4, %ebx                      # disp32 only: 0x7 -> 3
-    REPORT %ebx                               # 3
+    REPORT32 %ebx                               # 3
 
     movl $0x3f80, mx
     ldmxcsr mx
     stmxcsr mx2
-    REPORT mx2                                # 0x3f80
+    REPORT32 mx2                                # 0x3f80
 
     # FXRSTOR an image with MXCSR = 0x1f00 | masks and XMM7 = pattern, FXSAVE it back.
     movl $0x1f80, fx_in+24
@@ -57,12 +48,12 @@ after_int3:
     xor %ecx, %ecx
     fxrstor fx_in(,%ecx,1)
     fxsave fx_out(,%ecx,8)
-    REPORT fx_out+24                          # 0x1f80
-    REPORT fx_out+160+7*16                    # 0x0badf00d
+    REPORT32 fx_out+24                          # 0x1f80
+    REPORT32 fx_out+160+7*16                    # 0x0badf00d
 
     fwait
     mov $0x9b, %eax
-    REPORT %eax                               # 0x9b
+    REPORT32 %eax                               # 0x9b
 
     mov $0xf4, %dx
     xor %eax, %eax

@@ -3,37 +3,15 @@
 # number + 0x100 when an unexpected exception arrives. The test compares the list.
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
 
-.macro REPORT reg
-    push %rax
-    push %rdx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %rdx
-    pop %rax
-.endm
-
-.macro SETGATE vec, handler
-    lea \handler(%rip), %rax
-    lea idt+\vec*16(%rip), %rdi
-    mov %ax, (%rdi)
-    movw $0x08, 2(%rdi)
-    movw $0x8e00, 4(%rdi)
-    shr $16, %rax
-    mov %ax, 6(%rdi)
-    shr $16, %rax
-    mov %eax, 8(%rdi)
-    movl $0, 12(%rdi)
-.endm
-
 _start:
-    SETGATE 3, bp_handler
-    SETGATE 6, bad_vector6
-    SETGATE 13, bad_vector13
-    SETGATE 14, bad_vector14
+    SET_GATE64 3, bp_handler
+    SET_GATE64 6, bad_vector6
+    SET_GATE64 13, bad_vector13
+    SET_GATE64 14, bad_vector14
     lidt idtr(%rip)
     mov %cr4, %rax
     or $0x600, %rax              # OSFXSR | OSXMMEXCPT

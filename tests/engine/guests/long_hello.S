@@ -1,16 +1,11 @@
 # Long-mode entry (the runner gives identity page tables): print to COM1 and exit.
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
 _start:
-    lea msg(%rip), %rsi
-1:  lodsb
-    test %al, %al
-    jz 2f
-    mov $0x3f8, %dx
-    out %al, %dx
-    jmp 1b
+    PUTS64 msg
 2:  mov %cr0, %rax          # report CR0.PG and EFER.LMA to prove the mode
     shr $31, %rax
     mov $0xf8, %dx

@@ -2,16 +2,11 @@
 # as Linux does on `poweroff`.
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
 _start:
-    lea msg(%rip), %rsi
-1:  lodsb
-    test %al, %al
-    jz 2f
-    mov $0x3f8, %dx
-    out %al, %dx
-    jmp 1b
+    PUTS64 msg
 2:  mov $0x604, %dx
     mov $(5 << 10) | (1 << 13), %ax
     out %ax, %dx

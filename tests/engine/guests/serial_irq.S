@@ -5,18 +5,9 @@
 # Results: 0xA0|IIR per interrupt, 0xB00|byte per received byte. Exit 0 when "xy" arrived.
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
-
-.macro REPORT reg
-    push %rax
-    push %rdx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %rdx
-    pop %rax
-.endm
 
     .set COM1, 0x3f8
     .set LAPIC, 0xfee00000

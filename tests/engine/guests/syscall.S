@@ -7,31 +7,9 @@
 # Results: 0x100|CPL (user), 0x200|CPL (syscall entry), 0x300|CPL (after sysret).
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
-
-.macro REPORT reg
-    push %rax
-    push %rdx
-    mov \reg, %eax
-    mov $0xf8, %dx
-    out %eax, %dx
-    pop %rdx
-    pop %rax
-.endm
-
-.macro SETGATE vec, handler
-    lea \handler(%rip), %rax
-    lea idt+\vec*16(%rip), %rdi
-    mov %ax, (%rdi)
-    movw $0x08, 2(%rdi)
-    movw $0x8e00, 4(%rdi)
-    shr $16, %rax
-    mov %ax, 6(%rdi)
-    shr $16, %rax
-    mov %eax, 8(%rdi)
-    movl $0, 12(%rdi)
-.endm
 
 _start:
     # TSS descriptor at GDT+0x28: base = tss, limit 0x67, type 9 (64-bit TSS), present
@@ -62,9 +40,9 @@ _start:
     mov $0x28, %ax
     ltr %ax
 
-    SETGATE 6, exc6
-    SETGATE 13, exc13
-    SETGATE 14, exc14
+    SET_GATE64 6, exc6
+    SET_GATE64 13, exc13
+    SET_GATE64 14, exc14
     lidt idtr(%rip)
 
     mov $0xc0000080, %ecx              # EFER.SCE

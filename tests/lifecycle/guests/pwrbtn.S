@@ -4,6 +4,7 @@
 # PM1_STS again, acknowledges the interrupt and powers the VM off through \_S5 (PM1a_CNT).
 # qv-guest: mode=long load=0x100000
     .code64
+    .include "qv_guest.inc"
     .text
     .globl _start
 _start:
@@ -27,17 +28,7 @@ _start:
     mov $0xfd, %al          # slave: only IRQ 9
     out %al, $0xa1
     # 64-bit interrupt gate for vector 0x29.
-    lea handler(%rip), %rax
-    lea idt(%rip), %rdi
-    add $(0x29 * 16), %rdi
-    mov %ax, (%rdi)
-    movw $0x08, 2(%rdi)
-    movw $0x8e00, 4(%rdi)
-    shr $16, %rax
-    mov %ax, 6(%rdi)
-    shr $16, %rax
-    mov %eax, 8(%rdi)
-    movl $0, 12(%rdi)
+    SET_GATE64 0x29, handler
     lidt idtr(%rip)
     # PM1_EN.PWRBTN_EN
     mov $0x602, %dx
