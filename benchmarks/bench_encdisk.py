@@ -159,7 +159,7 @@ CASES = [
 def test_block_path(benchmark: Any, images: Any, kind: str, op: str,
                     case: tuple[str, int, bool, int]) -> None:
     name, block, sequential, count = case
-    benchmark.group = f"block-path {op} {name}"
+    benchmark.group = f"disk-layer {op} {name}"
     target = _Target(images, kind)
     cpu: list[float] = []
 
