@@ -250,3 +250,19 @@ def test_flipped_bit_fails_that_read_only(virtio_guest, store: KeyStore, tmp_pat
         VM(config, flat_binary=virtio_guest)
     assert err.value.path == "storage[0]" and str(image) in err.value.message
     assert err.value.name in ("QV_STR_ERR_INTEGRITY", "QV_STR_ERR_KEY"), err.value
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_encrypted_image_given_another_format_is_refused(virtio_guest, store: KeyStore,
+                                                         tmp_path: Path, fmt: str) -> None:
+    """An encrypted image is never handed to a guest as a plain disk (it could overwrite the
+    header and records); the image stays unchanged."""
+    image = tmp_path / "disk.qvenc"
+    es.create(image, 1 << 20, None, None, "host", store=store)
+    before = image.read_bytes()
+    with pytest.raises(QVError) as err:
+        VM(vm_config(tmp_path, [{"path": str(image), "format": fmt}], {"enabled": False}),
+           flat_binary=virtio_guest)
+    assert err.value.name == "QV_STR_ERR_FORMAT" and err.value.path == "storage[0].format"
+    assert str(image) in err.value.message
+    assert image.read_bytes() == before
