@@ -1,14 +1,17 @@
 /* The block path without KVM: a C "guest" (tests/c/vdriver.h) posts virtio-blk requests in
  * batches through the real PCI transport, virtqueue and virtio-blk device onto a real image
- * opened by qv_disk_open (raw or qcow2), the way the engine's I/O thread runs them.
+ * opened by qv_disk_open (raw or qcow2) or qv_disk_open_encrypted, the way the engine's I/O
+ * thread runs them.
  *
- * usage: bench_blk_path IMAGE FORMAT WORKLOAD BLOCK_BYTES TOTAL_BYTES
- *   FORMAT raw|qcow2; WORKLOAD seqread|seqwrite|randread|randwrite
- * prints: "<workload> <format> bs=<n>: <MB/s> MB/s, <IOPS> IOPS, <seconds> s" */
+ * usage: bench_blk_path IMAGE FORMAT WORKLOAD BLOCK_BYTES TOTAL_BYTES [HOST_KEY_FILE]
+ *   FORMAT raw|qcow2|encrypted (encrypted: HOST_KEY_FILE is the FIPS 203 decapsulation key);
+ *   WORKLOAD seqread|seqwrite|randread|randwrite
+ * prints: "<workload> <format> bs=<n>: <MB/s> MB/s, <IOPS> IOPS, <seconds> s, cpu <s> s" */
 #include <time.h>
 
 #include "../../tests/c/vdriver.h"
 #include "quantavirt/disk.h"
+#include "quantavirt/disk_encrypted.h"
 #include "quantavirt/virtio_blk.h"
 
 #define QSIZE 256
@@ -21,6 +24,31 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The encrypted image, opened with the host secret key read from key_file. */
+static int open_encrypted(const char *image, const char *key_file, struct qv_disk **disk,
+                          char *err, size_t errlen)
+{
+    uint8_t dk[4096];
+    FILE *f = fopen(key_file, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open the key file %s", key_file);
+        return -1;
+    }
+    size_t n = fread(dk, 1, sizeof dk, f);
+    fclose(f);
+    struct qv_disk_options o = {.format = QV_DISK_FORMAT_ENCRYPTED};
+    int rc = qv_disk_open_encrypted(image, &o, dk, n, disk, err, errlen);
+    memset(dk, 0, sizeof dk);
+    return rc;
+}
+
 static uint64_t xorshift(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -31,9 +59,10 @@ static uint64_t xorshift(uint64_t *s)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s IMAGE raw|qcow2 seqread|seqwrite|randread|randwrite BS TOTAL\n",
-                argv[0]);
+    int encrypted = argc == 7 && strcmp(argv[2], "encrypted") == 0;
+    if (argc != 6 && !encrypted) {
+        fprintf(stderr, "usage: %s IMAGE raw|qcow2|encrypted seqread|seqwrite|randread|"
+                "randwrite BS TOTAL [HOST_KEY_FILE]\n", argv[0]);
         return 2;
     }
     const char *wl = argv[3];
@@ -45,7 +74,8 @@ int main(int argc, char **argv)
                                                                        : QV_DISK_FORMAT_RAW};
     struct qv_disk *disk;
     char err[256];
-    if (qv_disk_open(argv[1], &o, &disk, err, sizeof err) != 0) {
+    if ((encrypted ? open_encrypted(argv[1], argv[6], &disk, err, sizeof err)
+                   : qv_disk_open(argv[1], &o, &disk, err, sizeof err)) != 0) {
         fprintf(stderr, "open: %s\n", err);
         return 1;
     }
@@ -70,7 +100,7 @@ int main(int argc, char **argv)
     }
     uint64_t blocks = disk->size / bs, next = 0, seed = 0x9e3779b97f4a7c15ull;
     uint64_t requests = total / bs, done = 0;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     while (done < requests) {
         unsigned n = requests - done < BATCH ? (unsigned)(requests - done) : BATCH;
         for (unsigned i = 0; i < n; i++) {
@@ -97,9 +127,9 @@ int main(int argc, char **argv)
     }
     /* No flush: `qemu-img bench` without --flush-interval does not flush either; both
      * measure the page-cache (writeback) path. */
-    double dt = now_s() - t0;
-    printf("%s %s bs=%u: %.1f MB/s, %.0f IOPS, %.4f s\n", wl, argv[2], bs,
-           (double)done * bs / dt / 1e6, (double)done / dt, dt);
+    double dt = now_s() - t0, dc = cpu_s() - c0;
+    printf("%s %s bs=%u: %.1f MB/s, %.0f IOPS, %.4f s, cpu %.4f s\n", wl, argv[2], bs,
+           (double)done * bs / dt / 1e6, (double)done / dt, dt, dc);
     vdrv_fini(&d);
     qv_virtio_blk_free(blk);
     qv_disk_close(disk);

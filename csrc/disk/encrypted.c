@@ -318,6 +318,27 @@ static uint64_t meta_bytes(uint64_t nsectors)
 
 static uint64_t data_offset(uint64_t nsectors) { return ENC_META_OFFSET + meta_bytes(nsectors); }
 
+/* FIPS 203 pair-wise consistency: encapsulate to the ek embedded in dk (at [384k, 768k+32))
+ * and decapsulate with dk. A damaged secret part (which the fingerprint does not cover) gives
+ * a different shared secret. 1 if consistent, 0 if not, -1 if the check could not run. */
+static int key_pair_consistent(int kem_level, const uint8_t *dk, size_t dk_len)
+{
+    size_t ek_len = 0, ct_len = 0;
+    if (qv_mlkem_sizes(kem_level, &ek_len, NULL, &ct_len) != 0 || ct_len > 1568)
+        return -1;
+    size_t ek_off = 384u * (size_t)(kem_level / 256);
+    if (ek_off + ek_len + 64 != dk_len)
+        return -1;
+    uint8_t ct[1568], ss1[QV_MLKEM_SHARED_SECRET_BYTES], ss2[QV_MLKEM_SHARED_SECRET_BYTES];
+    int ok = -1;
+    if (qv_mlkem_encaps(kem_level, dk + ek_off, ek_len, ct, ct_len, ss1, sizeof(ss1)) == 0 &&
+        qv_mlkem_decaps(kem_level, dk, dk_len, ct, ct_len, ss2, sizeof(ss2)) == 0)
+        ok = CRYPTO_memcmp(ss1, ss2, sizeof(ss1)) == 0;
+    qv_wipe(ss1, sizeof(ss1));
+    qv_wipe(ss2, sizeof(ss2));
+    return ok;
+}
+
 /* Unwrap the data key with the host decapsulation key and check the header MAC.
  * Out: data key and header MAC key (both secrets; the caller wipes them). */
 static int verify_header(const uint8_t *h, const struct header_info *hi, const uint8_t *dk,
@@ -358,7 +379,16 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
     memcpy(tag, h + ENC_HDR_WRAPPED + 32, 16);
     if (!wrap_key(kek, h, ENC_HDR_WRAP_AAD_LEN, h + ENC_HDR_KEM_CT, hi->kem_ct_len,
                   h + ENC_HDR_WRAPPED, data_key, tag, 1)) {
-        /* The key matches the fingerprint, so the header itself was changed. */
+        /* The key matches the fingerprint: either its secret part is damaged (the
+         * fingerprint does not cover it) or the header was changed. */
+        if (key_pair_consistent(hi->kem_level, dk, dk_len) == 0) {
+            set_err(errbuf, errlen,
+                    "wrong disk key: the ML-KEM-%d host key has this image's fingerprint but "
+                    "its secret part is damaged (pair-wise consistency check failed)",
+                    hi->kem_level);
+            rc = QV_STR_ERR_KEY;
+            goto out;
+        }
         set_err(errbuf, errlen,
                 "encrypted image header failed authentication (the data-key wrap does not "
                 "verify: header or KEM ciphertext changed)");

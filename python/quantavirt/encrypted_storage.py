@@ -464,7 +464,14 @@ def open_vm_disk(entry: dict[str, Any], index: int, pqc: dict[str, Any] | None =
     path = entry["path"]
     wanted = effective_encryption(entry, pqc)
     fmt = detect_format(path)
-    if wanted is None and (fmt != "encrypted" or entry.get("format") not in (None, "encrypted")):
+    given = entry.get("format")
+    if fmt == "encrypted" and given not in (None, "encrypted"):
+        # Handing the sealed sectors to a guest as a plain disk would let it overwrite the
+        # header and records (the block layer refuses a qcow2 image given as raw likewise).
+        raise QVError("QV_STR_ERR_FORMAT", f"format {given} was given but {path} is an "
+                      "encrypted image (use format \"encrypted\" or leave format out)",
+                      path=f"{where}.format")
+    if wanted is None and fmt != "encrypted":
         return None
     if fmt != "encrypted":
         raise QVError("QV_STR_ERR_FORMAT", f"{path} is a {fmt} image, but this disk must be "

@@ -66,6 +66,20 @@ def wipe(buf: bytearray) -> None:
     buf[:] = bytes(len(buf))
 
 
+def key_pair_consistent(kem: str, secret_key: bytes | bytearray) -> bool:
+    """FIPS 203 pair-wise consistency of a decapsulation key: encapsulate to the encapsulation
+    key it embeds and decapsulate with it. Catches a damaged secret part, which the
+    fingerprint (H(ek), also inside dk) does not cover. The shared secrets are throwaway."""
+    engine = KEM(kem, backend="software")
+    k = ALGORITHMS[kem] // 256
+    ek = bytes(secret_key[384 * k:768 * k + 32])
+    try:
+        ct, ss = engine.encaps(ek)
+        return engine.decaps(secret_key, ct) == ss
+    except QVError:
+        return False
+
+
 def _der_len(n: int) -> bytes:
     if n < 0x80:
         return bytes([n])
@@ -250,6 +264,10 @@ class KeyStore:
         if sk[-64:-32].hex() != key.fingerprint:
             wipe(sk)
             raise QVError("PQC_ERR_KEY", f"secret key of {name!r} does not match its metadata")
+        if not key_pair_consistent(key.kem, sk):
+            wipe(sk)
+            raise QVError("PQC_ERR_KEY", f"secret key of {name!r} ({path}) is damaged: the "
+                          "ML-KEM pair-wise consistency check failed")
         return key.kem, sk
 
     def export_public(self, name: str) -> str:

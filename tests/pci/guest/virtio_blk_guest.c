@@ -9,13 +9,24 @@
  *      must leave the device in DEVICE_NEEDS_RESET with a configuration interrupt, and a reset
  *      plus re-initialisation must bring it back (a good read afterwards);
  *   2: endless writes (sector 16 + i % 1024, pattern of i) with a flush after every 8, the
- *      count of flushed writes recorded at 0x7100 (the host kills the VMM meanwhile).
+ *      count of flushed writes recorded at 0x7100 (the host kills the VMM meanwhile);
+ *   3: plaintext pattern (the encrypted-disk tests): write PARAM_WRITE_BLOCKS 4 KiB blocks of
+ *      readable text (pattern_text) from sector PARAM_WRITE_FIRST, flush, read them back and
+ *      compare; then read PARAM_READ_BLOCKS 4 KiB blocks from sector PARAM_READ_FIRST and
+ *      record each one's status and FNV-1a hash at BLOCK_RESULTS (not stopping at errors).
  * The exit status (debug-exit port) is 0 on success or the number of the failed check. */
 #include <stdint.h>
 
 #define RESULT_PORT 0xf8
 #define PARAM_MODE ((volatile uint32_t *)0x7000)
 #define PARAM_WRITES_DONE ((volatile uint32_t *)0x7100)
+#define PARAM_WRITE_FIRST ((volatile uint32_t *)0x7004)
+#define PARAM_WRITE_BLOCKS ((volatile uint32_t *)0x7008)
+#define PARAM_READ_FIRST ((volatile uint32_t *)0x700c)
+#define PARAM_READ_BLOCKS ((volatile uint32_t *)0x7010)
+#define MAX_BLOCKS 512u
+/* per probed block: u32 status (0xee: not done), u32 FNV-1a of the data read */
+#define BLOCK_RESULTS 0x8000ull
 
 #define BAR_ADDR 0xc8000000ull  /* our own choice inside the 32-bit window */
 #define LAPIC 0xfee00000ull
@@ -337,6 +348,74 @@ static int crash_mode(void)
     }
 }
 
+/* 64 lines of 64 bytes: "QVGUEST plaintext block=XXXXXXXX line=YY " padded with '.' to 63,
+ * then '\n' (the host builds the same bytes to look for them in the image file). */
+static void pattern_text(uint8_t *p, uint32_t block)
+{
+    static const char head[] = "QVGUEST plaintext block=";
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned line = 0; line < 64; line++, p += 64) {
+        unsigned n = 0;
+        for (; head[n]; n++)
+            p[n] = (uint8_t)head[n];
+        for (int d = 7; d >= 0; d--)
+            p[n++] = (uint8_t)hex[(block >> (4 * d)) & 15];
+        const char *l = " line=";
+        while (*l)
+            p[n++] = (uint8_t)*l++;
+        p[n++] = (uint8_t)hex[line >> 4];
+        p[n++] = (uint8_t)hex[line & 15];
+        p[n++] = ' ';
+        while (n < 63)
+            p[n++] = '.';
+        p[63] = '\n';
+    }
+}
+
+static uint32_t fnv1a(const volatile uint8_t *p, unsigned n)
+{
+    uint32_t h = 2166136261u;
+    while (n--)
+        h = (h ^ *p++) * 16777619u;
+    return h;
+}
+
+static int pattern_mode(void)
+{
+    uint8_t st;
+    uint32_t wfirst = *PARAM_WRITE_FIRST, wblocks = *PARAM_WRITE_BLOCKS;
+    uint32_t rfirst = *PARAM_READ_FIRST, rblocks = *PARAM_READ_BLOCKS;
+    if (wblocks > MAX_BLOCKS || rblocks > MAX_BLOCKS)
+        return 80;
+    for (uint32_t b = 0; b < wblocks; b++) {
+        pattern_text((uint8_t *)DATA_ADDR, b);
+        if (request(1, wfirst + 8ull * b, DATA_ADDR, 4096, 0, &st) || st != 0)
+            return 81;
+    }
+    if (request(4, 0, 0, 0, 0, &st) || st != 0)
+        return 82;
+    for (uint32_t b = 0; b < wblocks; b++) {
+        memset_((void *)DATA_ADDR, 0, 4096);
+        if (request(0, wfirst + 8ull * b, DATA_ADDR, 4096, 1, &st) || st != 0)
+            return 83;
+        pattern_text((uint8_t *)(DATA_ADDR + 0x1000), b);
+        for (unsigned i = 0; i < 4096; i++)
+            if (R8(DATA_ADDR + i) != R8(DATA_ADDR + 0x1000 + i))
+                return 84;
+    }
+    result(0x3000 | wblocks);
+    for (uint32_t b = 0; b < rblocks; b++) {
+        memset_((void *)DATA_ADDR, 0, 4096);
+        R32(BLOCK_RESULTS + 8 * b) = 0xee;
+        if (request(0, rfirst + 8ull * b, DATA_ADDR, 4096, 1, &st))
+            return 85;
+        R32(BLOCK_RESULTS + 8 * b) = st;
+        R32(BLOCK_RESULTS + 8 * b + 4) = fnv1a((const volatile uint8_t *)DATA_ADDR, 4096);
+    }
+    result(0x4000 | rblocks);
+    return 0;
+}
+
 int guest_main(void)
 {
     /* the LAPIC: software enable, spurious vector 0xff */
@@ -389,5 +468,7 @@ int guest_main(void)
         return hostile_mode();
     if (mode == 2)
         return crash_mode();
+    if (mode == 3)
+        return pattern_mode();
     return normal_mode();
 }
