@@ -46,23 +46,15 @@ def make_image(store: KeyStore, tmp_path: Path) -> MakeImage:
 
 @pytest.fixture(scope="session")
 def virtio_guest() -> bytes:
-    """The freestanding virtio-blk test guest of tests/pci (its build function, loaded by
-    path: a conftest is not importable as a module)."""
-    import importlib.util
+    """The freestanding virtio-blk test guest of tests/pci."""
     import os
-    import shutil
-    import sys
     import tempfile
+
+    from guest_build import build_virtio_blk_guest, toolchain_available
 
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("/dev/kvm is absent or not accessible")
-    if not all(shutil.which(t) for t in ("gcc", "ld", "objcopy")):
+    if not toolchain_available():
         pytest.skip("gcc/ld/objcopy not available to build the test guest")
-    pci_conftest = Path(__file__).resolve().parents[1] / "pci" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("qv_pci_guest_build", pci_conftest)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
     with tempfile.TemporaryDirectory(prefix="qv-encdisk-guest-") as cache:
-        return module.build_virtio_guest(Path(cache))
+        return build_virtio_blk_guest(Path(cache))

@@ -10,15 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from guest_build import build_c_guest, toolchain_available
+from guest_build import VIRTIO_GUEST_LOAD, build_virtio_blk_guest, toolchain_available
 
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 
-GUEST_SRC = Path(__file__).parent / "guest"
-GUEST_LOAD = 0x100000
-CFLAGS = ["-O2", "-ffreestanding", "-fno-pic", "-fno-pie", "-mno-red-zone",
-          "-mgeneral-regs-only", "-fno-stack-protector", "-fcf-protection=none",
-          "-fno-asynchronous-unwind-tables", "-Wall", "-Wextra", "-Werror"]
+GUEST_LOAD = VIRTIO_GUEST_LOAD
 
 
 def kvm_usable() -> bool:
@@ -34,17 +30,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def build_virtio_guest(cache: Path) -> bytes:
-    sources = [GUEST_SRC / "start.S", GUEST_SRC / "virtio_blk_guest.c"]
-    return build_c_guest("virtio-guest", sources, GUEST_SRC / "guest.ld", CFLAGS, GUEST_LOAD,
-                         cache).binary
-
-
 @pytest.fixture(scope="session")
 def virtio_guest(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     if not toolchain_available():
         pytest.skip("gcc/ld/objcopy not available to build the test guest")
-    return build_virtio_guest(tmp_path_factory.mktemp("virtio-guest"))
+    return build_virtio_blk_guest(tmp_path_factory.mktemp("virtio-guest"))
 
 
 @dataclass

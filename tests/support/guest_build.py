@@ -85,3 +85,18 @@ def build_c_guest(name: str, sources: Sequence[Path], linker_script: Path,
         subprocess.run([*_LD, "-T", str(linker_script), "-o", str(elf), *objs], check=True)
         _objcopy(elf, out, [])
     return Guest(name, "long", load, out)
+
+
+VIRTIO_GUEST_DIR = Path(__file__).resolve().parents[1] / "pci" / "guest"
+VIRTIO_GUEST_LOAD = 0x100000
+VIRTIO_GUEST_CFLAGS = ("-O2", "-ffreestanding", "-fno-pic", "-fno-pie", "-mno-red-zone",
+                       "-mgeneral-regs-only", "-fno-stack-protector", "-fcf-protection=none",
+                       "-fno-asynchronous-unwind-tables", "-Wall", "-Wextra", "-Werror")
+
+
+def build_virtio_blk_guest(cache_dir: Path) -> bytes:
+    """The freestanding virtio-blk test guest (tests/pci/guest: a minimal virtio-pci driver),
+    entered in long mode at VIRTIO_GUEST_LOAD."""
+    sources = [VIRTIO_GUEST_DIR / "start.S", VIRTIO_GUEST_DIR / "virtio_blk_guest.c"]
+    return build_c_guest("virtio-guest", sources, VIRTIO_GUEST_DIR / "guest.ld",
+                         VIRTIO_GUEST_CFLAGS, VIRTIO_GUEST_LOAD, cache_dir).binary
