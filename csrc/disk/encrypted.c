@@ -352,7 +352,7 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
                 "wrong disk key: the image is wrapped to an ML-KEM-%d key (%zu-byte secret "
                 "key), the key given has %zu bytes",
                 hi->kem_level, want_dk, dk_len);
-        return QV_STR_ERR_KEY;
+        return PQC_ERR_KEY;
     }
     /* A FIPS 203 decapsulation key carries H(ek) = SHA3-256(ek) at dk[len-64, len-32): the
      * same value as the header's fingerprint when it is the right key. */
@@ -362,7 +362,7 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
                 "%02x%02x%02x%02x...)",
                 h[ENC_HDR_FINGERPRINT], h[ENC_HDR_FINGERPRINT + 1], h[ENC_HDR_FINGERPRINT + 2],
                 h[ENC_HDR_FINGERPRINT + 3]);
-        return QV_STR_ERR_KEY;
+        return PQC_ERR_KEY;
     }
     uint8_t ss[QV_MLKEM_SHARED_SECRET_BYTES], kek[32], tag[16], mac[32];
     int rc = qv_mlkem_decaps(hi->kem_level, dk, dk_len, h + ENC_HDR_KEM_CT, hi->kem_ct_len, ss,
@@ -370,7 +370,7 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
     if (rc != 0) {
         set_err(errbuf, errlen, "wrong disk key: ML-KEM decapsulation refused the key (%s)",
                 qv_strerror(rc));
-        rc = QV_STR_ERR_KEY;
+        rc = PQC_ERR_KEY;
         goto out;
     }
     rc = hkdf_sha3(ss, sizeof(ss), hi->uuid, 16, "quantavirt encdisk v1 key wrap", kek, 32);
@@ -386,7 +386,7 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
                     "wrong disk key: the ML-KEM-%d host key has this image's fingerprint but "
                     "its secret part is damaged (pair-wise consistency check failed)",
                     hi->kem_level);
-            rc = QV_STR_ERR_KEY;
+            rc = PQC_ERR_KEY;
             goto out;
         }
         set_err(errbuf, errlen,
@@ -420,7 +420,7 @@ static int seal_header(uint8_t *h, int kem_level, const uint8_t *ek, size_t ek_l
     int rc = qv_mlkem_check_public_key(kem_level, ek, ek_len);
     if (rc != 0) {
         set_err(errbuf, errlen, "invalid ML-KEM-%d public key: %s", kem_level, qv_strerror(rc));
-        return rc == PQC_ERR_SIZE || rc == PQC_ERR_KEY ? QV_STR_ERR_KEY : rc;
+        return rc == PQC_ERR_SIZE ? PQC_ERR_KEY : rc;
     }
     int ct_len = kem_ct_len_of(kem_level);
     uint8_t ss[QV_MLKEM_SHARED_SECRET_BYTES], kek[32], mac_key[32];

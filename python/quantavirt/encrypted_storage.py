@@ -158,14 +158,14 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def disk_key_for(path: str | os.PathLike[str], key_name: str | None = None,
                  store: KeyStore | None = None) -> tuple[str, bytearray]:
     """(kem, secret key) that opens the image: the named host key, or the stored key whose
-    fingerprint the header records. QV_STR_ERR_KEY, naming the disk, when there is none.
+    fingerprint the header records. PQC_ERR_KEY, naming the disk, when there is none.
     The caller wipes the returned secret."""
     store = store or KeyStore()
     if key_name is None:
         fp = read_header_fields(path)["key_fingerprint"]
         key = store.find_by_fingerprint(fp)
         if key is None:
-            raise QVError("QV_STR_ERR_KEY", f"no host key in {store.dir} opens {path} (it is "
+            raise QVError("PQC_ERR_KEY", f"no host key in {store.dir} opens {path} (it is "
                           f"wrapped to the key with fingerprint SHA3-256:{fp})", path=str(path))
         key_name = key.name
     return store.load_secret_key(key_name)

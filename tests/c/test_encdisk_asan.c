@@ -34,7 +34,7 @@ static void fail(const char *what, int rc, const char *msg)
 static int expected_open(int rc)
 {
     return rc == 0 || rc == QV_STR_ERR_INTEGRITY || rc == QV_STR_ERR_CORRUPT ||
-           rc == QV_STR_ERR_NOTSUP || rc == QV_STR_ERR_FORMAT || rc == QV_STR_ERR_KEY;
+           rc == QV_STR_ERR_NOTSUP || rc == QV_STR_ERR_FORMAT || rc == PQC_ERR_KEY;
 }
 
 int main(int argc, char **argv)

@@ -35,7 +35,7 @@ def test_create_info_rekey_cli(store, home: Path, capsys: pytest.CaptureFixture[
     # Wrong old key: a QV error, exit 1, naming the image.
     assert main(["storage", "rekey", "vm1", "--old-key", "big", "--new-key", "host"]) == 1
     err = capsys.readouterr().err
-    assert "QV_STR_ERR_KEY" in err and str(image) in err
+    assert "PQC_ERR_KEY" in err and str(image) in err
     # Mismatched --kem for the key.
     assert main(["storage", "create", "--format", "encrypted", "--name", "vm2", "--size", "8M",
                  "--kem", "ML-KEM-1024", "--key", "host"]) == 1
@@ -95,7 +95,7 @@ def test_convert_refusals(store, tmp_path: Path) -> None:
     out = tmp_path / "o2.raw"
     with pytest.raises(QVError) as err:
         es.convert(enc, out, "raw", src_key_name="other", store=store)
-    assert err.value.name == "QV_STR_ERR_KEY"
+    assert err.value.name == "PQC_ERR_KEY"
     assert not out.exists()
 
 
@@ -150,5 +150,5 @@ def test_vm_disk_resolution(make_image, store, tmp_path: Path) -> None:
         (store.dir / f"big.{suffix}").unlink()
     with pytest.raises(QVError) as err:
         es.open_vm_disk({"path": str(enc), "format": "encrypted"}, 3, store=store)
-    assert err.value.name == "QV_STR_ERR_KEY" and err.value.path == "storage[3]"
+    assert err.value.name == "PQC_ERR_KEY" and err.value.path == "storage[3]"
     assert str(enc) in err.value.message

@@ -30,7 +30,7 @@ def test_damaged_secret_part_is_a_key_error(make_image, store: KeyStore, name: s
         assert not key_pair_consistent(kem, bad)
         with pytest.raises(QVError) as err:       # C path, key given directly
             es.EncryptedDisk.open(image, secret_key=bad)
-        assert err.value.name == "QV_STR_ERR_KEY" and "damaged" in err.value.message
+        assert err.value.name == "PQC_ERR_KEY" and "damaged" in err.value.message
         (store.dir / f"{name}.key").write_bytes(bytes(bad))
         with pytest.raises(QVError) as err:       # key store path
             store.load_secret_key(name)

@@ -15,7 +15,7 @@ from quantavirt.errors import QVError
 
 SECTOR = 4096
 ALLOWED = {"QV_STR_ERR_INTEGRITY", "QV_STR_ERR_CORRUPT", "QV_STR_ERR_NOTSUP",
-           "QV_STR_ERR_FORMAT", "QV_STR_ERR_KEY"}
+           "QV_STR_ERR_FORMAT", "PQC_ERR_KEY"}
 
 
 @pytest.fixture

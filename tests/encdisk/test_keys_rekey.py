@@ -100,7 +100,7 @@ def test_rekey_new_key_opens_old_does_not(make_image, store: KeyStore) -> None:
     assert path.read_bytes()[META:] == data_before  # no sector rewritten
     with pytest.raises(QVError) as err:
         es.EncryptedDisk.open(path, "host", store=store)
-    assert err.value.name == "QV_STR_ERR_KEY"
+    assert err.value.name == "PQC_ERR_KEY"
     with es.EncryptedDisk.open(path, store=store) as disk:  # found by fingerprint
         assert disk.read(0, 64 * SECTOR) == payload
     es.rekey(path, "big", "small", store=store)
@@ -108,7 +108,7 @@ def test_rekey_new_key_opens_old_does_not(make_image, store: KeyStore) -> None:
         assert disk.read(0, 64 * SECTOR) == payload
     with pytest.raises(QVError) as err:
         es.rekey(path, "big", "host", store=store)
-    assert err.value.name == "QV_STR_ERR_KEY"
+    assert err.value.name == "PQC_ERR_KEY"
 
 
 def test_no_stamp_ever_repeats(make_image, store: KeyStore) -> None:

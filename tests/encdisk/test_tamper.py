@@ -150,7 +150,7 @@ def test_header_bit_flips_refused_at_open(make_image) -> None:
             es.EncryptedDisk.open(path, readonly=True).close()
         names.add(err.value.name)
         assert err.value.name in {"QV_STR_ERR_INTEGRITY", "QV_STR_ERR_CORRUPT",
-                                  "QV_STR_ERR_NOTSUP", "QV_STR_ERR_FORMAT", "QV_STR_ERR_KEY"}
+                                  "QV_STR_ERR_NOTSUP", "QV_STR_ERR_FORMAT", "PQC_ERR_KEY"}
         flip(path, off, bit)
     assert "QV_STR_ERR_INTEGRITY" in names
     with es.EncryptedDisk.open(path, readonly=True) as disk:
@@ -162,7 +162,7 @@ def test_wrong_key(make_image, store) -> None:
     for key in ("other", "big", "small"):
         with pytest.raises(QVError) as err:
             es.EncryptedDisk.open(path, key, store=store)
-        assert err.value.name == "QV_STR_ERR_KEY"
+        assert err.value.name == "PQC_ERR_KEY"
         assert err.value.path == str(path)
     # A secret key of the right size and fingerprint field but otherwise wrong is refused too.
     _, sk = store.load_secret_key("host")
@@ -170,10 +170,10 @@ def test_wrong_key(make_image, store) -> None:
     forged[0] ^= 1
     with pytest.raises(QVError) as err:
         es.EncryptedDisk.open(path, secret_key=forged)
-    assert err.value.name in {"QV_STR_ERR_KEY", "QV_STR_ERR_INTEGRITY"}
+    assert err.value.name in {"PQC_ERR_KEY", "QV_STR_ERR_INTEGRITY"}
     with pytest.raises(QVError) as err:
         es.EncryptedDisk.open(path, secret_key=b"short")
-    assert err.value.name == "QV_STR_ERR_KEY"
+    assert err.value.name == "PQC_ERR_KEY"
 
 
 def test_sector_swap_and_copy_detected(make_image) -> None:

@@ -199,7 +199,7 @@ def test_pqc_storage_encryption_encrypts_every_disk(virtio_guest, store: KeyStor
         (store.dir / f"small.{suffix}").unlink()
     with pytest.raises(QVError) as err:
         VM(config, flat_binary=virtio_guest)
-    assert err.value.name == "QV_STR_ERR_KEY" and err.value.path == "storage[1]"
+    assert err.value.name == "PQC_ERR_KEY" and err.value.path == "storage[1]"
     assert str(second) in err.value.message
     # the failed starts closed storage[0] again: it opens read-write here
     es.EncryptedDisk.open(first, store=store).close()
@@ -249,7 +249,7 @@ def test_flipped_bit_fails_that_read_only(virtio_guest, store: KeyStore, tmp_pat
     with pytest.raises(QVError) as err:
         VM(config, flat_binary=virtio_guest)
     assert err.value.path == "storage[0]" and str(image) in err.value.message
-    assert err.value.name in ("QV_STR_ERR_INTEGRITY", "QV_STR_ERR_KEY"), err.value
+    assert err.value.name in ("QV_STR_ERR_INTEGRITY", "PQC_ERR_KEY"), err.value
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])

@@ -4,7 +4,7 @@
  * wrapped to a host ML-KEM public key; sectors of 4096 bytes are sealed with AES-256-GCM or
  * ChaCha20-Poly1305 under keys derived by HKDF over SHA3-256. Reads return plaintext; a sector
  * whose stored bytes were changed fails with QV_STR_ERR_INTEGRITY and the disk's last-error
- * text names the sector. A wrong host key gives QV_STR_ERR_KEY at open.
+ * text names the sector. A wrong host key gives PQC_ERR_KEY at open.
  *
  * Functions return 0 or a negative QV error code and put a message in errbuf (may be NULL). */
 #ifndef QUANTAVIRT_DISK_ENCRYPTED_H
@@ -40,7 +40,7 @@ int qv_disk_create_encrypted(const char *path, uint64_t size, int kem_level, int
                              char *errbuf, size_t errlen);
 
 /* Open an image with the host's ML-KEM decapsulation key. QV_STR_ERR_FORMAT: not this format;
- * QV_STR_ERR_KEY: the image is wrapped to another key; QV_STR_ERR_INTEGRITY: the header was
+ * PQC_ERR_KEY: the image is wrapped to another key; QV_STR_ERR_INTEGRITY: the header was
  * changed; QV_STR_ERR_CORRUPT: impossible values or a truncated file. */
 int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
                            const uint8_t *host_dk, size_t host_dk_len, struct qv_disk **out,

@@ -56,7 +56,6 @@
     X(QV_STR_ERR_READONLY, -403, "disk is read-only")                                \
     X(QV_STR_ERR_NOSPC, -404, "no space left for the disk image")                    \
     X(QV_STR_ERR_INTEGRITY, -405, "disk sector failed authentication")               \
-    X(QV_STR_ERR_KEY, -406, "wrong or missing disk key")                             \
     X(QV_STR_ERR_NOTSUP, -407, "disk feature not supported")                         \
     X(QV_STR_ERR_RANGE, -408, "access beyond the end of the disk")                   \
     X(QV_NET_ERR_NOENT, -500, "network not found")                                   \
