@@ -165,6 +165,7 @@ class VM:
             self.machine = Machine(
                 memory=size, cpus=count, hugepages=hugepages or None,
                 prealloc=bool(memory.get("prealloc", False)),
+                max_memory=_max_memory(memory, size),
                 numa_node=cpu.get("numa_node"), console_fd=wfd,
                 console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
                 test_device=flat_binary is not None,
@@ -323,7 +324,41 @@ def _cpu_options(cpu: Mapping[str, Any], count: int) -> dict[str, Any]:
     if cores is None:
         cores = max(1, count // (sockets * threads))
     return {"cpu_model": model, "cpu_features": list(features),
-            "topology": (sockets, cores, threads)}
+            "topology": (sockets, cores, threads), "pin": _pin_list(cpu.get("pin"), count)}
+
+
+def _pin_list(pin: Any, count: int) -> list[int] | None:
+    """cpu.pin ({"vCPU": host CPU}) as one entry per vCPU, -1 where not pinned."""
+    if pin is None:
+        return None
+    if not isinstance(pin, Mapping):
+        raise QVError("QV_ERR_INVAL", "cpu.pin must be an object of vCPU -> host CPU",
+                      path="cpu.pin")
+    out = [-1] * count
+    for key, host_cpu in pin.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) < count):
+            raise QVError("QV_ERR_INVAL", f"vCPU {key!r} does not exist (count is {count})",
+                          path=f"cpu.pin.{key}")
+        if not isinstance(host_cpu, int) or isinstance(host_cpu, bool) or host_cpu < 0:
+            raise QVError("QV_ERR_INVAL", f"host CPU {host_cpu!r} is not a CPU index",
+                          path=f"cpu.pin.{key}")
+        out[int(key)] = host_cpu
+    return out
+
+
+def _max_memory(memory: Mapping[str, Any], size: int) -> int:
+    """memory.max_size in bytes (memory.size when absent)."""
+    value = memory.get("max_size")
+    if value is None:
+        return size
+    try:
+        max_size = parse_size(value)
+    except ValueError as e:
+        raise QVError("QV_ERR_INVAL", str(e), path="memory.max_size") from None
+    if max_size < size:
+        raise QVError("QV_ERR_INVAL", f"max_size {value} is smaller than size",
+                      path="memory.max_size")
+    return max_size
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

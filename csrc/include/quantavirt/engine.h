@@ -72,6 +72,13 @@ struct qv_vm_config {
     const char *const *cpu_features;
     size_t n_cpu_features;
     uint32_t sockets, cores, threads;
+    /* cpu.pin: NULL, or `vcpus` entries: the host CPU vCPU i's thread is bound to
+     * (sched_setaffinity), -1 = not pinned. Checked against the host's online CPUs. */
+    const int32_t *vcpu_pin;
+    /* memory.max_size: 0 or mem_size = no hot-add room; larger reserves the guest-physical
+     * range above RAM (qv_layout_set_hotplug) and as much host address space (PROT_NONE,
+     * MAP_NORESERVE: no memory is committed). */
+    uint64_t max_mem_size;
 };
 
 struct qv_vm_exit {
@@ -133,6 +140,11 @@ int qv_vm_stop(struct qv_vm *vm);
 /* Bytes typed into the serial console (raise the UART's receive interrupt). */
 int qv_vm_console_input(struct qv_vm *vm, const uint8_t *data, size_t len);
 int qv_vm_get_stats(struct qv_vm *vm, struct qv_vm_stats *stats);
+/* The reserved hot-add range (guest-physical base and size; both 0 without max_size). */
+int qv_vm_hotplug_range(const struct qv_vm *vm, uint64_t *gpa, uint64_t *size);
+/* The host's online CPUs (/sys/devices/system/cpu/online) as a bitmap of `nbits` bits:
+ * returns the number of online CPUs found, or a negative QV code. */
+int qv_host_online_cpus(uint8_t *bitmap, size_t nbits);
 /* Text of the last failure ("" if none). */
 const char *qv_vm_error(struct qv_vm *vm);
 /* Stop, join every thread, close every fd, unmap guest RAM. NULL-safe. */
