@@ -17,11 +17,13 @@ import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from quantavirt import cgroups
 from quantavirt.config.sizes import parse_size
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
@@ -137,6 +139,7 @@ class VM:
         if hugepages not in (False, None, "2M", "1G"):
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
+        self._weight, self._cap = _weight_cap(cpu)
         self.host = host or probe(kvm_path)
         kernel = boot.get("kernel")
         if flat_binary is None:
@@ -185,6 +188,11 @@ class VM:
         self.console = ConsoleStream(rfd, self._has_ended)
         self._exit: ExitInfo | None = None
         self._waiter: threading.Thread | None = None
+        self._log_path = log_path
+        uuid = config.get("uuid")
+        self.cgroup_name = (str(uuid) if isinstance(uuid, str) and uuid
+                            else f"{self.name}-{os.getpid()}-{id(self):x}")
+        self.cgroups: cgroups.VcpuCgroups | None = None
 
     def _has_ended(self) -> bool:
         """True once every vCPU stopped (or the VM was closed); polled by the console."""
@@ -210,6 +218,21 @@ class VM:
             raise QVError("QV_ERR_STATE", f"cannot start a VM in state {self.state}")
         self.machine.start()
         self.state = "RUNNING"
+        self._apply_cgroups()
+
+    def _apply_cgroups(self) -> None:
+        """cpu.weight / cpu.cap: the vCPU threads into cgroups (a warning where the host does
+        not allow it; the VM runs either way)."""
+        if self._weight == cgroups.DEFAULT_WEIGHT and self._cap == 0:
+            return
+        tids = self.machine.vcpu_tids()
+        deadline = time.monotonic() + 5.0
+        while not all(tids) and time.monotonic() < deadline and self.machine.wait(0) is None:
+            time.sleep(0.001)  # each vCPU thread reports its id as its first act
+            tids = self.machine.vcpu_tids()
+        if all(tids):
+            self.cgroups = cgroups.apply(self.cgroup_name, tids, self._weight, self._cap,
+                                         log_path=self._log_path)
 
     def wait(self, timeout: float | None = None) -> ExitInfo | None:
         """How the VM ended, or None if it is still running after `timeout` seconds."""
@@ -287,6 +310,8 @@ class VM:
         if self.state == "DESTROYED":
             return
         self.machine.close()
+        if self.cgroups is not None:
+            self.cgroups.close()  # the vCPU threads are joined: the cgroups are empty
         self.devices.close()
         self._ended.set()
         self.console.join()
@@ -325,6 +350,15 @@ def _cpu_options(cpu: Mapping[str, Any], count: int) -> dict[str, Any]:
         cores = max(1, count // (sockets * threads))
     return {"cpu_model": model, "cpu_features": list(features),
             "topology": (sockets, cores, threads), "pin": _pin_list(cpu.get("pin"), count)}
+
+
+def _weight_cap(cpu: Mapping[str, Any]) -> tuple[int, int]:
+    weight, cap = cpu.get("weight", cgroups.DEFAULT_WEIGHT), cpu.get("cap", 0)
+    for name, v, lo, hi in (("weight", weight, 1, 65535), ("cap", cap, 0, 100)):
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise QVError("QV_ERR_INVAL", f"cpu.{name} must be an integer {lo}..{hi}",
+                          path=f"cpu.{name}")
+    return weight, cap
 
 
 def _pin_list(pin: Any, count: int) -> list[int] | None:
