@@ -10,11 +10,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# vm_helpers.py is importable by the tests here (pytest's importlib mode does not add the folder).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GUEST_DIR = Path(__file__).parent / "guests"
 _HEADER = re.compile(r"#\s*qv-guest:\s*mode=(\w+)\s+load=(0x[0-9a-fA-F]+)")
