@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
 from quantavirt.vm import VM
 
 # guest(name) -> the built guest (the `guest` fixture of conftest.py)
