@@ -381,6 +381,40 @@ int qv_vm_start(struct qv_vm *vm)
     return QV_SUCCESS;
 }
 
+int qv_vm_start_parked(struct qv_vm *vm, int timeout_ms)
+{
+    if (!vm)
+        return QV_ERR_INVAL;
+    if (vm->state != QV_VM_CREATED) {
+        snprintf(vm->error, sizeof(vm->error), "the VM was already started");
+        return QV_ERR_STATE;
+    }
+    /* Each vCPU thread checks this before its first KVM_RUN (qv_vcpu_maybe_park). */
+    atomic_store(&vm->pause_requested, true);
+    int rc = qv_vm_start(vm);
+    if (rc) {
+        atomic_store(&vm->pause_requested, false);
+        return rc;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&vm->lock);
+    while (vm->parked < vm->running && !atomic_load(&vm->stopping)) {
+        if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT) {
+            rc = QV_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return rc;
+}
+
 int qv_vm_wait(struct qv_vm *vm, int timeout_ms, struct qv_vm_exit *exit_out)
 {
     if (!vm)

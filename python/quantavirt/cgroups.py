@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,12 +156,20 @@ class VcpuCgroups:
             except OSError as e:
                 logs.log("WARN", SUBSYSTEM, f"moving the VMM back to {self.home}: {e.strerror}")
         for d in [*self.vcpu_dirs, self.vm_dir]:
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                logs.log("WARN", SUBSYSTEM, f"cannot remove {d}: {e.strerror}")
+            # KVM's per-VM worker thread (started in vCPU 0's cgroup) ends shortly after the VM
+            # fd is closed: give it a moment before calling the cgroup busy.
+            for attempt in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno == errno.EBUSY and attempt < 99:
+                        time.sleep(0.01)
+                        continue
+                    logs.log("WARN", SUBSYSTEM, f"cannot remove {d}: {e.strerror}")
+                    break
 
 
 def _warn(message: str, log_path: str | None) -> None:
@@ -226,7 +235,12 @@ def _apply_v1(h: Hierarchy, vm_id: str, tids: list[int], weight: int,
 
 def _apply_v2(h: Hierarchy, vm_id: str, tids: list[int], weight: int,
               cap: int) -> VcpuCgroups:
-    home = h.root / _own_v2_cgroup().lstrip("/")
+    own = _own_v2_cgroup()
+    if own.startswith(f"/{GROUP_DIR}/"):
+        # Moving the process again would drag the other VM's vCPU threads along.
+        raise OSError(errno.EBUSY, f"this process already runs a VM in {own} (cgroup v2 allows "
+                      "one VM per process: its threads must stay inside the process's cgroup)")
+    home = h.root / own.lstrip("/")
     base = h.root / GROUP_DIR
     _enable_cpu(h.root)
     base.mkdir(exist_ok=True)

@@ -186,8 +186,17 @@ class Machine:
         """Apply a `struct qv_boot_cpu_state *` a loader filled (csrc/boot)."""
         self._check(lib.qv_vm_set_boot_state(self._handle(), state), "set boot state")
 
-    def start(self) -> None:
-        self._check(lib.qv_vm_start(self._handle()), "start")
+    def start(self, *, parked: bool = False, timeout: float = 10.0) -> None:
+        """Start the vCPUs. `parked`: every vCPU thread waits before its first guest
+        instruction (until `resume()`), so its thread can be placed first (cgroups)."""
+        if not parked:
+            self._check(lib.qv_vm_start(self._handle()), "start")
+            return
+        rc = lib.qv_vm_start_parked(self._handle(), int(timeout * 1000))
+        if rc == code_of("QV_ERR_TIMEOUT"):
+            self.stop()
+            raise QVError(rc, f"the vCPU threads did not all start within {timeout} s")
+        self._check(rc, "start")
 
     def wait(self, timeout: float | None = None) -> ExitInfo | None:
         """The exit once every vCPU has stopped; None if still running after `timeout` s."""

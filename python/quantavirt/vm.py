@@ -17,7 +17,6 @@ import os
 import queue
 import select
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -216,23 +215,18 @@ class VM:
     def start(self) -> None:
         if self.state != "CREATED":
             raise QVError("QV_ERR_STATE", f"cannot start a VM in state {self.state}")
-        self.machine.start()
-        self.state = "RUNNING"
-        self._apply_cgroups()
-
-    def _apply_cgroups(self) -> None:
-        """cpu.weight / cpu.cap: the vCPU threads into cgroups (a warning where the host does
-        not allow it; the VM runs either way)."""
         if self._weight == cgroups.DEFAULT_WEIGHT and self._cap == 0:
-            return
-        tids = self.machine.vcpu_tids()
-        deadline = time.monotonic() + 5.0
-        while not all(tids) and time.monotonic() < deadline and self.machine.wait(0) is None:
-            time.sleep(0.001)  # each vCPU thread reports its id as its first act
-            tids = self.machine.vcpu_tids()
-        if all(tids):
-            self.cgroups = cgroups.apply(self.cgroup_name, tids, self._weight, self._cap,
-                                         log_path=self._log_path)
+            self.machine.start()
+        else:
+            # cpu.weight / cpu.cap: the vCPU threads go into their cgroups before any guest
+            # code runs (a warning where the host does not allow it; the VM runs either way).
+            self.machine.start(parked=True)
+            try:
+                self.cgroups = cgroups.apply(self.cgroup_name, self.machine.vcpu_tids(),
+                                             self._weight, self._cap, log_path=self._log_path)
+            finally:
+                self.machine.resume()
+        self.state = "RUNNING"
 
     def wait(self, timeout: float | None = None) -> ExitInfo | None:
         """How the VM ended, or None if it is still running after `timeout` seconds."""

@@ -132,6 +132,10 @@ int qv_vm_set_boot_state(struct qv_vm *vm, const struct qv_boot_cpu_state *state
 int qv_vm_load_linux(struct qv_vm *vm, const char *kernel, const char *initrd,
                      const char *cmdline, char *err, size_t errlen);
 int qv_vm_start(struct qv_vm *vm);
+/* Start with every vCPU thread parked before its first KVM_RUN (thread ids known, affinity
+ * applied) and wait up to timeout_ms until all are; the guest runs after qv_vm_resume
+ * (vm_control.h). For work on the vCPU threads before any guest code runs (cgroups). */
+int qv_vm_start_parked(struct qv_vm *vm, int timeout_ms);
 /* Wait for the VM to stop: 0 with *exit filled, QV_ERR_TIMEOUT if still running after
  * timeout_ms (< 0: wait forever). */
 int qv_vm_wait(struct qv_vm *vm, int timeout_ms, struct qv_vm_exit *exit_out);
