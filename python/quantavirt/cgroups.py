@@ -172,14 +172,19 @@ class VcpuCgroups:
                     break
 
 
-def _warn(message: str, log_path: str | None) -> None:
-    logs.log("WARN", SUBSYSTEM, message)
+def _note(level: str, message: str, log_path: str | None) -> None:
+    """One line to stderr (by the log threshold) and to the VM log, if there is one."""
+    logs.log(level, SUBSYSTEM, message)
     if log_path:
         try:
             with open(log_path, "a") as f:
-                f.write(logs.format_line("WARN", SUBSYSTEM, message) + "\n")
+                f.write(logs.format_line(level, SUBSYSTEM, message) + "\n")
         except OSError:
             pass
+
+
+def _warn(message: str, log_path: str | None) -> None:
+    _note("WARN", message, log_path)
 
 
 def apply(vm_id: str, tids: list[int], weight: int = DEFAULT_WEIGHT, cap: int = 0, *,
@@ -206,8 +211,8 @@ def apply(vm_id: str, tids: list[int], weight: int = DEFAULT_WEIGHT, cap: int = 
         _warn(f"cpu.weight/cpu.cap not applied: cgroup v{hierarchy.version} at "
               f"{hierarchy.root}{where}: {e.strerror or e}", log_path)
         return None
-    logs.log("INFO", SUBSYSTEM, f"vCPU threads in {groups.vm_dir} (weight {weight}, cap "
-             f"{cap or 'none'})")
+    _note("INFO", f"vCPU threads in {groups.vm_dir}/vcpu* (weight {weight}, cap "
+          f"{f'{cap}%' if cap else 'none'}, cgroup v{hierarchy.version})", log_path)
     return groups
 
 

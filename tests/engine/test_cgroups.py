@@ -145,6 +145,8 @@ def test_weight_and_cap_hold_while_the_vm_runs_and_vanish_after(
             throttled += int(stat["nr_throttled"])
         assert throttled > 0, used
         vm_dir = groups.vm_dir
+    assert (f"[INFO] quantavirt::cgroups: vCPU threads in {vm_dir}/vcpu* (weight 512, cap 10%, "
+            f"cgroup v{HOST_HIERARCHY.version})") in (tmp_path / "vm.log").read_text()
     assert not vm_dir.exists()
     assert groups.closed
 
