@@ -121,6 +121,16 @@ def _v2_or_why(root: Path) -> tuple[Hierarchy | None, str]:
     return Hierarchy(2, root), ""
 
 
+def _own_v1_cpu_cgroup() -> str:
+    """This process's cgroup in the v1 hierarchy holding the cpu controller, "/" when
+    unknown."""
+    for line in _read(Path("/proc/self/cgroup")).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and "cpu" in parts[1].split(","):
+            return parts[2] or "/"
+    return "/"
+
+
 def _own_v2_cgroup() -> str:
     """This process's cgroup v2 path (the "0::" line), "/" when unknown."""
     for line in _read(Path("/proc/self/cgroup")).splitlines():
@@ -141,8 +151,25 @@ class VcpuCgroups:
     hierarchy: Hierarchy
     vm_dir: Path
     vcpu_dirs: list[Path] = field(default_factory=list)
-    home: Path | None = None  # v2: the cgroup the process came from
+    # Where the process was (read before any move): v2 moves it back at close, v1 moves the
+    # threads back after a failed setup.
+    home: Path | None = None
+    moved: list[int] = field(default_factory=list)  # v1: threads moved (rolled back on failure)
     closed: bool = False
+
+    def roll_back(self) -> None:
+        """After a failed setup: the v1 threads already moved go back where the process is,
+        so the cgroups can be removed while the threads live on."""
+        if self.hierarchy.version == 1 and self.moved and self.home is not None:
+            home = self.home
+            for tid in self.moved:
+                try:
+                    _write(home / "tasks", str(tid))
+                except OSError as e:
+                    logs.log("WARN", SUBSYSTEM, f"moving thread {tid} back to {home}: "
+                             f"{e.strerror}")
+            self.moved.clear()
+        self.close()
 
     def close(self) -> None:
         """Remove the cgroups; call after the vCPU threads ended (a cgroup with a live
@@ -150,7 +177,7 @@ class VcpuCgroups:
         if self.closed:
             return
         self.closed = True
-        if self.home is not None:
+        if self.home is not None and self.hierarchy.version == 2:
             try:
                 _write(self.home / "cgroup.procs", str(os.getpid()))
             except OSError as e:
@@ -220,7 +247,7 @@ def _apply_v1(h: Hierarchy, vm_id: str, tids: list[int], weight: int,
               cap: int) -> VcpuCgroups:
     base = h.root / GROUP_DIR
     base.mkdir(exist_ok=True)
-    groups = VcpuCgroups(h, base / vm_id)
+    groups = VcpuCgroups(h, base / vm_id, home=h.root / _own_v1_cpu_cgroup().lstrip("/"))
     groups.vm_dir.mkdir(exist_ok=True)
     try:
         _write(groups.vm_dir / "cpu.shares", str(v1_shares(weight)))
@@ -232,8 +259,9 @@ def _apply_v1(h: Hierarchy, vm_id: str, tids: list[int], weight: int,
             _write(d / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(d / "cpu.cfs_quota_us", str(-1 if quota is None else quota))
             _write(d / "tasks", str(tid))
+            groups.moved.append(tid)
     except OSError:
-        groups.close()
+        groups.roll_back()
         raise
     return groups
 
