@@ -45,7 +45,42 @@ int qv_layout_validate(const struct qv_memory_layout *l, char *errbuf, size_t er
         l->lapic_base < l->mmio_hole_start || l->lapic_base >= QV_LAYOUT_4G)
         return qv_fail(QV_ERR_INVAL, errbuf, errlen,
                        "memory layout: IOAPIC/LAPIC must lie inside the MMIO hole");
+    if (l->hotplug_size) {
+        /* Above every RAM byte and every device (all devices live below 4 GiB), so a guest
+         * that later finds memory there finds nothing else in the way. */
+        uint64_t ram_top = QV_LAYOUT_4G + l->high_ram_size;
+        if (l->hotplug_base < ram_top || (l->hotplug_base & (QV_LAYOUT_HOTPLUG_ALIGN - 1)) ||
+            (l->hotplug_size & 0xfff) || l->hotplug_size > QV_LAYOUT_MAX_RAM ||
+            l->hotplug_base > QV_LAYOUT_MAX_RAM * 2)
+            return qv_fail(QV_ERR_INVAL, errbuf, errlen,
+                           "memory.max_size: hot-add range 0x%llx+0x%llx must be 1 GiB aligned "
+                           "above all RAM, in 4 KiB units",
+                           (unsigned long long)l->hotplug_base,
+                           (unsigned long long)l->hotplug_size);
+    } else if (l->hotplug_base) {
+        return qv_fail(QV_ERR_INVAL, errbuf, errlen,
+                       "memory.max_size: hot-add base set without a size");
+    }
     return 0;
+}
+
+int qv_layout_set_hotplug(struct qv_memory_layout *l, uint64_t max_size, char *errbuf,
+                          size_t errlen)
+{
+    if (!l)
+        return qv_fail(QV_ERR_INVAL, errbuf, errlen, "memory layout: missing");
+    if (max_size < l->ram_size || max_size > QV_LAYOUT_MAX_RAM || (max_size & 0xfff))
+        return qv_fail(QV_ERR_INVAL, errbuf, errlen,
+                       "memory.max_size: %llu bytes must be a 4 KiB multiple between "
+                       "memory.size (%llu) and 4 TiB",
+                       (unsigned long long)max_size, (unsigned long long)l->ram_size);
+    l->hotplug_size = max_size - l->ram_size;
+    l->hotplug_base = 0;
+    if (l->hotplug_size) {
+        uint64_t top = QV_LAYOUT_4G + l->high_ram_size; /* <= 8 TiB: no overflow below */
+        l->hotplug_base = (top + QV_LAYOUT_HOTPLUG_ALIGN - 1) & ~(QV_LAYOUT_HOTPLUG_ALIGN - 1);
+    }
+    return qv_layout_validate(l, errbuf, errlen);
 }
 
 int qv_layout_init(struct qv_memory_layout *l, uint64_t ram_size, uint8_t ecam_bus_end,

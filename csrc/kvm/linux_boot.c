@@ -39,6 +39,14 @@ int qv_vm_load_linux(struct qv_vm *vm, const char *kernel, const char *initrd,
     int rc = qv_layout_init(&layout, vm->ram_size, 0, err, errlen);
     if (rc < 0)
         return rc;
+    /* The loaders see the hot-add range too, so nothing they place can land in it. */
+    rc = qv_layout_set_hotplug(&layout, vm->ram_size + vm->hotplug_size, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (vm->hotplug_size && layout.hotplug_base != vm->hotplug_gpa) {
+        snprintf(err, errlen, "memory.max_size: layout and reservation disagree");
+        return QV_ERR_INVAL;
+    }
     if (layout.low_ram_end != vm->low_size) {
         snprintf(err, errlen, "memory.size: layout and memory slots disagree");
         return QV_ERR_INVAL;

@@ -14,6 +14,7 @@
 
 #include "kvm/vm_internal.h"
 #include "quantavirt/errors.h"
+#include "quantavirt/layout.h"
 
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26
@@ -95,6 +96,51 @@ static int check_hugepage_pool(struct qv_vm *vm, char *err, size_t errlen)
     return QV_SUCCESS;
 }
 
+/* memory.max_size: the guest-physical range comes from the same layout the loaders use; the
+ * host side is address space only (PROT_NONE, MAP_NORESERVE), so it costs no memory and no
+ * overcommit charge until a hot-add maps part of it. */
+static int reserve_hotplug(struct qv_vm *vm, char *err, size_t errlen)
+{
+    const struct qv_vm_config *c = &vm->cfg;
+    if (c->max_mem_size == 0 || c->max_mem_size == c->mem_size)
+        return QV_SUCCESS;
+    struct qv_memory_layout l;
+    int rc = qv_layout_init(&l, c->mem_size, 0, err, errlen);
+    if (rc == QV_SUCCESS)
+        rc = qv_layout_set_hotplug(&l, c->max_mem_size, err, errlen);
+    if (rc)
+        return rc;
+    void *r = mmap(NULL, l.hotplug_size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) {
+        snprintf(err, errlen, "memory.max_size: cannot reserve %" PRIu64 " MiB of address "
+                 "space for hot-add: %s", l.hotplug_size >> 20, strerror(errno));
+        return QV_ERR_NOMEM;
+    }
+    madvise(r, l.hotplug_size, MADV_DONTDUMP);
+    vm->hotplug_res = r;
+    vm->hotplug_gpa = l.hotplug_base;
+    vm->hotplug_size = l.hotplug_size;
+    return QV_SUCCESS;
+}
+
+int qv_memory_check_phys_bits(struct qv_vm *vm, char *err, size_t errlen)
+{
+    if (!vm->hotplug_size)
+        return QV_SUCCESS;
+    /* Leaf 0x80000008 EAX[7:0]: the physical address width the guest is told about. */
+    const struct qv_cpuid_entry *e =
+        qv_cpuid_find(vm->cpuid_supported, vm->n_cpuid_supported, 0x80000008, 0);
+    uint32_t bits = e ? (e->eax & 0xff) : 0;
+    if (bits >= 32 && bits < 64 && vm->hotplug_gpa + vm->hotplug_size > (1ULL << bits)) {
+        snprintf(err, errlen, "memory.max_size: the hot-add range ends at %#" PRIx64 ", beyond "
+                 "the %" PRIu32 "-bit guest physical address space KVM offers on this host",
+                 vm->hotplug_gpa + vm->hotplug_size, bits);
+        return QV_ERR_NODEV;
+    }
+    return QV_SUCCESS;
+}
+
 int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen)
 {
     const struct qv_vm_config *c = &vm->cfg;
@@ -161,6 +207,11 @@ int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen)
     vm->ram = p;
     vm->map_size = c->mem_size;
     madvise(p, c->mem_size, MADV_DONTDUMP);
+    int hrc = reserve_hotplug(vm, err, errlen);
+    if (hrc) {
+        qv_memory_free(vm);
+        return hrc;
+    }
 
     if (c->numa_node >= 0) {
         unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
@@ -221,6 +272,10 @@ void qv_memory_free(struct qv_vm *vm)
     if (vm->ram) {
         munmap(vm->ram, vm->map_size);
         vm->ram = NULL;
+    }
+    if (vm->hotplug_res) {
+        munmap(vm->hotplug_res, vm->hotplug_size);
+        vm->hotplug_res = NULL;
     }
 }
 

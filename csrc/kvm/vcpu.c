@@ -245,6 +245,12 @@ static void *vcpu_thread(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "qv-vcpu%" PRIu32, v->id % 100000u);
     pthread_setname_np(pthread_self(), name); /* for per-thread CPU accounting (top, /proc) */
+    char why[256];
+    int prc = qv_affinity_apply(v, why, sizeof(why));
+    if (prc) {
+        qv_vm_request_exit(vm, QV_EXIT_ERROR, prc, 0, "%s", why);
+        go = false;
+    }
     while (go && !atomic_load(&vm->stopping)) {
         qv_vcpu_maybe_park(v);
         if (atomic_load(&vm->stopping))

@@ -241,6 +241,7 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     vm->cfg.cpu_model = NULL;
     vm->cfg.cpu_features = NULL;
     vm->cfg.log_path = NULL;
+    vm->cfg.vcpu_pin = NULL; /* copied by qv_affinity_init */
     vm->kvm_fd = vm->vm_fd = vm->console_log_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
@@ -274,6 +275,10 @@ int qv_vm_create(const struct qv_vm_config *cfg, struct qv_vm **out, char *err, 
     if ((rc = qv_memory_register(vm, err, errlen)))
         goto fail;
     if ((rc = qv_cpuid_init(vm, cfg, err, errlen)))
+        goto fail;
+    if ((rc = qv_memory_check_phys_bits(vm, err, errlen)))
+        goto fail;
+    if ((rc = qv_affinity_init(vm, cfg, err, errlen)))
         goto fail;
     if ((rc = create_devices(vm, err, errlen)))
         goto fail;
@@ -376,6 +381,40 @@ int qv_vm_start(struct qv_vm *vm)
     return QV_SUCCESS;
 }
 
+int qv_vm_start_parked(struct qv_vm *vm, int timeout_ms)
+{
+    if (!vm)
+        return QV_ERR_INVAL;
+    if (vm->state != QV_VM_CREATED) {
+        snprintf(vm->error, sizeof(vm->error), "the VM was already started");
+        return QV_ERR_STATE;
+    }
+    /* Each vCPU thread checks this before its first KVM_RUN (qv_vcpu_maybe_park). */
+    atomic_store(&vm->pause_requested, true);
+    int rc = qv_vm_start(vm);
+    if (rc) {
+        atomic_store(&vm->pause_requested, false);
+        return rc;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&vm->lock);
+    while (vm->parked < vm->running && !atomic_load(&vm->stopping)) {
+        if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT) {
+            rc = QV_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return rc;
+}
+
 int qv_vm_wait(struct qv_vm *vm, int timeout_ms, struct qv_vm_exit *exit_out)
 {
     if (!vm)
@@ -464,6 +503,15 @@ int qv_vm_get_stats(struct qv_vm *vm, struct qv_vm_stats *st)
     return QV_SUCCESS;
 }
 
+int qv_vm_hotplug_range(const struct qv_vm *vm, uint64_t *gpa, uint64_t *size)
+{
+    if (!vm || !gpa || !size)
+        return QV_ERR_INVAL;
+    *gpa = vm->hotplug_gpa;
+    *size = vm->hotplug_size;
+    return QV_SUCCESS;
+}
+
 const char *qv_vm_error(struct qv_vm *vm)
 {
     return vm ? vm->error : "";
@@ -508,6 +556,7 @@ void qv_vm_destroy(struct qv_vm *vm)
         close(vm->kvm_fd);
     qv_memory_free(vm);
     qv_cpuid_free(vm);
+    qv_affinity_free(vm);
     if (vm->console_log_fd >= 0)
         close(vm->console_log_fd);
     if (vm->log)

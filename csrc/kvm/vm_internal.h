@@ -47,6 +47,10 @@ struct qv_vm {
     uint64_t ram_size;
     uint64_t low_size;
     uint64_t map_size;
+    /* Hot-add room (memory.max_size): reserved host address space, no slot yet. */
+    uint8_t *hotplug_res;
+    uint64_t hotplug_gpa, hotplug_size;
+    int32_t *pin;                 /* per vCPU: host CPU or -1 (NULL: nothing pinned) */
     struct qv_bus bus;
     struct qv_vcpu *vcpus;
     uint32_t nvcpus;
@@ -100,6 +104,15 @@ bool qv_pci_console_input(struct qv_vm *vm, const uint8_t *data, size_t len);
 int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen);
 int qv_memory_register(struct qv_vm *vm, char *err, size_t errlen);
 void qv_memory_free(struct qv_vm *vm);
+
+/* affinity.c: cpu.pin checked against the host (create) and applied per vCPU thread. */
+int qv_affinity_init(struct qv_vm *vm, const struct qv_vm_config *cfg, char *err, size_t errlen);
+/* Bind the calling vCPU thread; 0 or a QV code with the reason in err. */
+int qv_affinity_apply(struct qv_vcpu *vcpu, char *err, size_t errlen);
+void qv_affinity_free(struct qv_vm *vm);
+
+/* memory.c: refuse a hot-add range beyond the guest's physical address width. */
+int qv_memory_check_phys_bits(struct qv_vm *vm, char *err, size_t errlen);
 
 /* cpuid.c */
 int qv_cpuid_init(struct qv_vm *vm, const struct qv_vm_config *cfg, char *err, size_t errlen);

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from quantavirt._ffi import ffi, lib
 from quantavirt.boot import raise_for
 
-__all__ = ["CpuidEntry", "apic_id", "build_cpuid", "feature_names", "model_names",
-           "supported_cpuid"]
+__all__ = ["CpuidEntry", "apic_id", "build_cpuid", "feature_locations", "feature_names",
+           "model_names", "supported_cpuid"]
 
 _ERRLEN = 512
 
@@ -50,6 +50,17 @@ def feature_names() -> list[str]:
         lib.qv_cpuid_feature_at(i, name, fn, idx, reg, bit)
         names.append(ffi.string(name[0]).decode())
     return names
+
+
+def feature_locations() -> dict[str, tuple[int, int, int, int]]:
+    """Each known flag's (leaf, subleaf, register 0-3 = eax..edx, bit)."""
+    out = {}
+    name = ffi.new("const char **")
+    fn, idx, reg, bit = (ffi.new("uint32_t *") for _ in range(4))
+    for i in range(lib.qv_cpuid_feature_count()):
+        lib.qv_cpuid_feature_at(i, name, fn, idx, reg, bit)
+        out[ffi.string(name[0]).decode()] = (int(fn[0]), int(idx[0]), int(reg[0]), int(bit[0]))
+    return out
 
 
 def apic_id(sockets: int, cores: int, threads: int, index: int) -> int:

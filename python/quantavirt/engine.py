@@ -77,7 +77,12 @@ class Machine:
                  log_path: str | None = None, test_device: bool = False,
                  emulation_fallback: bool = True, kvm_path: str | None = None,
                  cpu_model: str | None = None, cpu_features: list[str] | tuple[str, ...] = (),
-                 topology: tuple[int, int, int] | None = None) -> None:
+                 topology: tuple[int, int, int] | None = None,
+                 pin: list[int] | tuple[int, ...] | None = None,
+                 max_memory: int | None = None) -> None:
+        """`pin`: one entry per vCPU, the host CPU its thread is bound to or -1 (cpu.pin).
+        `max_memory`: memory.max_size in bytes; above `memory` the hot-add range is reserved
+        (guest-physical addresses and host address space only, no memory)."""
         if hugepages not in HUGEPAGE_KB:
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
@@ -104,6 +109,14 @@ class Machine:
         cfg.n_cpu_features = len(feats)
         if topology is not None:
             cfg.sockets, cfg.cores, cfg.threads = topology
+        if pin is not None:
+            if len(pin) != cpus:
+                raise QVError("QV_ERR_INVAL", f"cpu.pin: {len(pin)} entries for {cpus} vCPUs",
+                              path="cpu.pin")
+            pins = ffi.new("int32_t[]", [int(c) for c in pin])
+            self._keep.append(pins)
+            cfg.vcpu_pin = pins
+        cfg.max_mem_size = 0 if max_memory is None else max_memory
         out = ffi.new("struct qv_vm **")
         err = ffi.new("char[1024]")
         rc = lib.qv_vm_create(cfg, out, err, len(err))
@@ -173,8 +186,17 @@ class Machine:
         """Apply a `struct qv_boot_cpu_state *` a loader filled (csrc/boot)."""
         self._check(lib.qv_vm_set_boot_state(self._handle(), state), "set boot state")
 
-    def start(self) -> None:
-        self._check(lib.qv_vm_start(self._handle()), "start")
+    def start(self, *, parked: bool = False, timeout: float = 10.0) -> None:
+        """Start the vCPUs. `parked`: every vCPU thread waits before its first guest
+        instruction (until `resume()`), so its thread can be placed first (cgroups)."""
+        if not parked:
+            self._check(lib.qv_vm_start(self._handle()), "start")
+            return
+        rc = lib.qv_vm_start_parked(self._handle(), int(timeout * 1000))
+        if rc == code_of("QV_ERR_TIMEOUT"):
+            self.stop()
+            raise QVError(rc, f"the vCPU threads did not all start within {timeout} s")
+        self._check(rc, "start")
 
     def wait(self, timeout: float | None = None) -> ExitInfo | None:
         """The exit once every vCPU has stopped; None if still running after `timeout` s."""
@@ -232,6 +254,12 @@ class Machine:
         sts, en = ffi.new("uint16_t *"), ffi.new("uint16_t *")
         self._check(lib.qv_vm_pm1_state(self._handle(), sts, en), "PM1 state")
         return int(sts[0]), int(en[0])
+
+    def hotplug_range(self) -> tuple[int, int]:
+        """(guest-physical base, size) of the reserved hot-add range; (0, 0) without one."""
+        gpa, size = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        self._check(lib.qv_vm_hotplug_range(self._handle(), gpa, size), "hot-add range")
+        return int(gpa[0]), int(size[0])
 
     def vcpu_tids(self) -> list[int]:
         """Kernel thread id of each vCPU (0 for one whose thread has not run yet)."""

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quantavirt._ffi import ffi, lib
 from quantavirt.errors import QVError
+
+if TYPE_CHECKING:
+    from quantavirt.cpuid import CpuidEntry
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class HostInfo:
     cpu_vendor: str = ""  # "GenuineIntel", "AuthenticAMD", ...
     cpu_flags: frozenset[str] = frozenset()
     cpu_models: tuple[str, ...] = ()  # the named CPU models this host can serve
+    # True once cpu_models comes from KVM_GET_SUPPORTED_CPUID (then an empty tuple means "none
+    # servable"); False leaves the models unknown (no usable KVM, or a hand-made HostInfo).
+    cpu_models_known: bool = False
     sev: bool = False
     sev_es: bool = False
     sev_snp: bool = False
@@ -151,6 +158,57 @@ def require_kvm(kvm_path: str | None = None) -> None:
         raise QVError("QV_ERR_NOVMX", why)
 
 
+def engine_model_baselines() -> dict[str, frozenset[str]]:
+    """Each named model's baseline as the engine masks guest CPUID to it (csrc/cpuid)."""
+    from quantavirt.cpuid import feature_names, model_names
+
+    names = feature_names()
+    return {m: frozenset(f for f in names
+                         if lib.qv_cpuid_model_has(m.encode(), f.encode()) == 1)
+            for m in model_names()}
+
+
+def offered_cpuid_flags(supported: list[CpuidEntry]) -> frozenset[str]:
+    """The feature flags (by their Linux names) set in KVM's supported CPUID list."""
+    from quantavirt.cpuid import feature_locations
+
+    regs = ("eax", "ebx", "ecx", "edx")
+    by_leaf: dict[tuple[int, int], CpuidEntry] = {}
+    for e in supported:
+        # Leaves without subleaves may come with any index; lookups use (leaf, 0) then.
+        by_leaf.setdefault((e.function, e.index if e.flags & 1 else 0), e)
+    out = set()
+    for name, (fn, idx, reg, bit) in feature_locations().items():
+        e = by_leaf.get((fn, idx))
+        if e is not None and getattr(e, regs[reg]) >> bit & 1:
+            out.add(name)
+    return frozenset(out)
+
+
+# Set by the engine on every vCPU itself, so never a reason to refuse a model.
+_ENGINE_SET_FLAGS = frozenset({"hypervisor"})
+
+
+def servable_cpu_models(offered: frozenset[str],
+                        baselines: dict[str, frozenset[str]]) -> tuple[str, ...]:
+    """The models (in table order) whose every baseline flag KVM offers on this host."""
+    return tuple(name for name, flags in baselines.items()
+                 if flags - _ENGINE_SET_FLAGS <= offered)
+
+
+def _probe_cpu_models(kvm_ok: bool) -> tuple[tuple[str, ...], bool]:
+    """(servable named models, known) from KVM_GET_SUPPORTED_CPUID."""
+    if not kvm_ok:
+        return (), False
+    from quantavirt.cpuid import supported_cpuid
+
+    try:
+        supported = supported_cpuid()
+    except QVError:
+        return (), False
+    return servable_cpu_models(offered_cpuid_flags(supported), engine_model_baselines()), True
+
+
 def probe(kvm_path: str | None = None) -> HostInfo:
     """Gather the host's facts (never raises: an unusable KVM shows as kvm_error)."""
     from quantavirt.engine import kvm_device_path
@@ -167,6 +225,8 @@ def probe(kvm_path: str | None = None) -> HostInfo:
         for i in range(lib.QV_PROBE_CAP_COUNT):
             caps[ffi.string(lib.qv_probe_cap_name(i)).decode()] = int(res.caps[i])
     backend = kvm_backend(modules, flags) if res is not None else "none"
+    # KVM_GET_SUPPORTED_CPUID is asked of /dev/kvm itself (the C query's fixed path).
+    cpu_models, models_known = _probe_cpu_models(res is not None and device == "/dev/kvm")
     sev = _param_enabled("kvm_amd", "sev") or Path("/dev/sev").exists()
     # AMD memory encryption leaf 0x8000001f EAX: bit 1 SEV, 3 SEV-ES, 4 SEV-SNP.
     ext = int(cpu.ext1f_eax)
@@ -180,6 +240,8 @@ def probe(kvm_path: str | None = None) -> HostInfo:
         hugepages=_hugepages(),
         cpu_vendor=vendor,
         cpu_flags=flags,
+        cpu_models=cpu_models,
+        cpu_models_known=models_known,
         sev=sev and bool(ext & 2),
         sev_es=_param_enabled("kvm_amd", "sev_es") and bool(ext & 8),
         sev_snp=_param_enabled("kvm_amd", "sev_snp") and bool(ext & 16),

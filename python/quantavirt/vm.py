@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from quantavirt import cgroups
 from quantavirt.config.sizes import parse_size
 from quantavirt.engine import ExitInfo, Machine, Stats, load_flat
 from quantavirt.errors import QVError
@@ -137,6 +138,7 @@ class VM:
         if hugepages not in (False, None, "2M", "1G"):
             raise QVError("QV_ERR_INVAL", f"unknown hugepage size {hugepages!r}",
                           path="memory.hugepages")
+        self._weight, self._cap = _weight_cap(cpu)
         self.host = host or probe(kvm_path)
         kernel = boot.get("kernel")
         if flat_binary is None:
@@ -165,6 +167,7 @@ class VM:
             self.machine = Machine(
                 memory=size, cpus=count, hugepages=hugepages or None,
                 prealloc=bool(memory.get("prealloc", False)),
+                max_memory=_max_memory(memory, size),
                 numa_node=cpu.get("numa_node"), console_fd=wfd,
                 console_log=self.console_log, log_path=log_path, kvm_path=kvm_path,
                 test_device=flat_binary is not None,
@@ -184,6 +187,11 @@ class VM:
         self.console = ConsoleStream(rfd, self._has_ended)
         self._exit: ExitInfo | None = None
         self._waiter: threading.Thread | None = None
+        self._log_path = log_path
+        uuid = config.get("uuid")
+        self.cgroup_name = (str(uuid) if isinstance(uuid, str) and uuid
+                            else f"{self.name}-{os.getpid()}-{id(self):x}")
+        self.cgroups: cgroups.VcpuCgroups | None = None
 
     def _has_ended(self) -> bool:
         """True once every vCPU stopped (or the VM was closed); polled by the console."""
@@ -207,7 +215,17 @@ class VM:
     def start(self) -> None:
         if self.state != "CREATED":
             raise QVError("QV_ERR_STATE", f"cannot start a VM in state {self.state}")
-        self.machine.start()
+        if self._weight == cgroups.DEFAULT_WEIGHT and self._cap == 0:
+            self.machine.start()
+        else:
+            # cpu.weight / cpu.cap: the vCPU threads go into their cgroups before any guest
+            # code runs (a warning where the host does not allow it; the VM runs either way).
+            self.machine.start(parked=True)
+            try:
+                self.cgroups = cgroups.apply(self.cgroup_name, self.machine.vcpu_tids(),
+                                             self._weight, self._cap, log_path=self._log_path)
+            finally:
+                self.machine.resume()
         self.state = "RUNNING"
 
     def wait(self, timeout: float | None = None) -> ExitInfo | None:
@@ -286,6 +304,8 @@ class VM:
         if self.state == "DESTROYED":
             return
         self.machine.close()
+        if self.cgroups is not None:
+            self.cgroups.close()  # the vCPU threads are joined: the cgroups are empty
         self.devices.close()
         self._ended.set()
         self.console.join()
@@ -323,7 +343,50 @@ def _cpu_options(cpu: Mapping[str, Any], count: int) -> dict[str, Any]:
     if cores is None:
         cores = max(1, count // (sockets * threads))
     return {"cpu_model": model, "cpu_features": list(features),
-            "topology": (sockets, cores, threads)}
+            "topology": (sockets, cores, threads), "pin": _pin_list(cpu.get("pin"), count)}
+
+
+def _weight_cap(cpu: Mapping[str, Any]) -> tuple[int, int]:
+    weight, cap = cpu.get("weight", cgroups.DEFAULT_WEIGHT), cpu.get("cap", 0)
+    for name, v, lo, hi in (("weight", weight, 1, 65535), ("cap", cap, 0, 100)):
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise QVError("QV_ERR_INVAL", f"cpu.{name} must be an integer {lo}..{hi}",
+                          path=f"cpu.{name}")
+    return weight, cap
+
+
+def _pin_list(pin: Any, count: int) -> list[int] | None:
+    """cpu.pin ({"vCPU": host CPU}) as one entry per vCPU, -1 where not pinned."""
+    if pin is None:
+        return None
+    if not isinstance(pin, Mapping):
+        raise QVError("QV_ERR_INVAL", "cpu.pin must be an object of vCPU -> host CPU",
+                      path="cpu.pin")
+    out = [-1] * count
+    for key, host_cpu in pin.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) < count):
+            raise QVError("QV_ERR_INVAL", f"vCPU {key!r} does not exist (count is {count})",
+                          path=f"cpu.pin.{key}")
+        if not isinstance(host_cpu, int) or isinstance(host_cpu, bool) or host_cpu < 0:
+            raise QVError("QV_ERR_INVAL", f"host CPU {host_cpu!r} is not a CPU index",
+                          path=f"cpu.pin.{key}")
+        out[int(key)] = host_cpu
+    return out
+
+
+def _max_memory(memory: Mapping[str, Any], size: int) -> int:
+    """memory.max_size in bytes (memory.size when absent)."""
+    value = memory.get("max_size")
+    if value is None:
+        return size
+    try:
+        max_size = parse_size(value)
+    except ValueError as e:
+        raise QVError("QV_ERR_INVAL", str(e), path="memory.max_size") from None
+    if max_size < size:
+        raise QVError("QV_ERR_INVAL", f"max_size {value} is smaller than size",
+                      path="memory.max_size")
+    return max_size
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -94,6 +94,32 @@ int main(void)
     CHECK(qv_vm_create(&big, &vm, err, sizeof(err)) == QV_ERR_NOMEM && vm == NULL);
     CHECK(strstr(err, "memory.size") != NULL);
 
+    /* cpu.pin, a parked start and a max_size reservation through create, start, stop and
+     * destroy; then a pin to a CPU that cannot exist, refused at create. */
+    int32_t pin[2] = {0, -1};
+    struct qv_vm_config pinned = {.mem_size = 16 << 20, .vcpus = 2, .numa_node = -1,
+                                  .console_fd = -1, .vcpu_pin = pin,
+                                  .max_mem_size = 64ULL << 30};
+    vm = NULL;
+    CHECK(qv_vm_create(&pinned, &vm, err, sizeof(err)) == QV_SUCCESS);
+    if (vm) {
+        uint64_t gpa = 0, size = 0;
+        CHECK(qv_vm_hotplug_range(vm, &gpa, &size) == QV_SUCCESS);
+        CHECK(gpa == 1ULL << 32 && size == (64ULL << 30) - (16 << 20));
+        CHECK(qv_vm_write_phys(vm, 0x10000, spin, sizeof(spin)) == QV_SUCCESS);
+        struct qv_boot_cpu_state rs = {.mode = QV_BOOT_REAL16, .rip = 0x10000, .rsp = 0xfff0};
+        CHECK(qv_vm_set_boot_state(vm, &rs) == QV_SUCCESS);
+        CHECK(qv_vm_start_parked(vm, 10000) == QV_SUCCESS);
+        CHECK(qv_vm_start_parked(vm, 10000) == QV_ERR_STATE);
+        qv_vm_stop(vm);
+        CHECK(qv_vm_wait(vm, 30000, &ex) == QV_SUCCESS && ex.reason == QV_EXIT_STOPPED);
+        qv_vm_destroy(vm);
+    }
+    pin[1] = 8191;
+    vm = NULL;
+    CHECK(qv_vm_create(&pinned, &vm, err, sizeof(err)) == QV_ERR_NODEV && vm == NULL);
+    CHECK(strncmp(err, "cpu.pin.1: ", 11) == 0);
+
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else

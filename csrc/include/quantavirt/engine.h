@@ -72,6 +72,13 @@ struct qv_vm_config {
     const char *const *cpu_features;
     size_t n_cpu_features;
     uint32_t sockets, cores, threads;
+    /* cpu.pin: NULL, or `vcpus` entries: the host CPU vCPU i's thread is bound to
+     * (sched_setaffinity), -1 = not pinned. Checked against the host's online CPUs. */
+    const int32_t *vcpu_pin;
+    /* memory.max_size: 0 or mem_size = no hot-add room; larger reserves the guest-physical
+     * range above RAM (qv_layout_set_hotplug) and as much host address space (PROT_NONE,
+     * MAP_NORESERVE: no memory is committed). */
+    uint64_t max_mem_size;
 };
 
 struct qv_vm_exit {
@@ -125,6 +132,10 @@ int qv_vm_set_boot_state(struct qv_vm *vm, const struct qv_boot_cpu_state *state
 int qv_vm_load_linux(struct qv_vm *vm, const char *kernel, const char *initrd,
                      const char *cmdline, char *err, size_t errlen);
 int qv_vm_start(struct qv_vm *vm);
+/* Start with every vCPU thread parked before its first KVM_RUN (thread ids known, affinity
+ * applied) and wait up to timeout_ms until all are; the guest runs after qv_vm_resume
+ * (vm_control.h). For work on the vCPU threads before any guest code runs (cgroups). */
+int qv_vm_start_parked(struct qv_vm *vm, int timeout_ms);
 /* Wait for the VM to stop: 0 with *exit filled, QV_ERR_TIMEOUT if still running after
  * timeout_ms (< 0: wait forever). */
 int qv_vm_wait(struct qv_vm *vm, int timeout_ms, struct qv_vm_exit *exit_out);
@@ -133,6 +144,11 @@ int qv_vm_stop(struct qv_vm *vm);
 /* Bytes typed into the serial console (raise the UART's receive interrupt). */
 int qv_vm_console_input(struct qv_vm *vm, const uint8_t *data, size_t len);
 int qv_vm_get_stats(struct qv_vm *vm, struct qv_vm_stats *stats);
+/* The reserved hot-add range (guest-physical base and size; both 0 without max_size). */
+int qv_vm_hotplug_range(const struct qv_vm *vm, uint64_t *gpa, uint64_t *size);
+/* The host's online CPUs (/sys/devices/system/cpu/online) as a bitmap of `nbits` bits:
+ * returns the number of online CPUs found, or a negative QV code. */
+int qv_host_online_cpus(uint8_t *bitmap, size_t nbits);
 /* Text of the last failure ("" if none). */
 const char *qv_vm_error(struct qv_vm *vm);
 /* Stop, join every thread, close every fd, unmap guest RAM. NULL-safe. */

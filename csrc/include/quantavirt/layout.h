@@ -16,6 +16,7 @@
 #define QV_LAYOUT_LAPIC_BASE 0xfee00000ULL
 #define QV_LAYOUT_4G 0x100000000ULL
 #define QV_LAYOUT_MIN_RAM (16ULL << 20)       /* below this nothing useful boots */
+#define QV_LAYOUT_HOTPLUG_ALIGN (1ULL << 30) /* hot-add range start: Linux memory blocks fit */
 
 /* e820 entry types (ACPI address range types). */
 #define QV_E820_RAM 1
@@ -41,6 +42,10 @@ struct qv_memory_layout {
     uint16_t pci_segment;
     uint64_t ioapic_base;
     uint64_t lapic_base;
+    /* Room for memory hot-add up to memory.max_size: [hotplug_base, +hotplug_size), above all
+     * RAM, 1 GiB aligned. Not RAM in the e820 map and never given to a device; 0 = none. */
+    uint64_t hotplug_base;
+    uint64_t hotplug_size;
 };
 
 /* Fill a layout for `ram_size` bytes of RAM with the default hole (3 GiB) and an ECAM window
@@ -48,6 +53,11 @@ struct qv_memory_layout {
  * naming memory.size (too small, or so large the addresses overflow) in errbuf. */
 int qv_layout_init(struct qv_memory_layout *layout, uint64_t ram_size, uint8_t ecam_bus_end,
                    char *errbuf, size_t errlen);
+
+/* Reserve the hot-add range for a VM whose RAM may grow to max_size (>= ram_size; equal: no
+ * range). Returns 0, or QV_ERR_INVAL naming memory.max_size. */
+int qv_layout_set_hotplug(struct qv_memory_layout *layout, uint64_t max_size, char *errbuf,
+                          size_t errlen);
 
 /* Check a layout someone filled or changed by hand (hole placement, ECAM inside the hole). */
 int qv_layout_validate(const struct qv_memory_layout *layout, char *errbuf, size_t errlen);

@@ -31,6 +31,10 @@ def _print_text(info: HostInfo) -> None:
               f"'{' '.join(info.guest_cmdline_adaptations)}' and the completion fallback")
     virt = " ".join(f for f in ("vmx", "svm") if f in info.cpu_flags) or "no vmx/svm"
     print(f"CPU:              {info.cpu_vendor}, {len(info.cpu_flags)} flags ({virt})")
+    models = (", ".join(info.cpu_models) or "none of the named models") \
+        if info.cpu_models_known else "unknown (KVM not usable)"
+    print(f"CPU models:       host, {models}" if info.cpu_models_known
+          else f"CPU models:       {models}")
     print(f"Memory:           {info.host_memory >> 20} MiB")
     for size, pool in sorted(info.hugepages.items()):
         print(f"Hugepages {size}:     {pool.free} free of {pool.total}")

@@ -101,9 +101,12 @@ def _cpu(doc: dict[str, Any], host: HostInfo, out: Problems) -> None:
         out.add("QV_ERR_NODEV", ("cpu", "count"),
                 f"{count} vCPUs exceed this host's KVM limit of {host.max_vcpus}", "host-cpu")
     model = _get(doc, "cpu", "model")
-    if model not in (None, "host") and host.cpu_models and model not in host.cpu_models:
+    models_known = host.cpu_models_known or bool(host.cpu_models)
+    if model not in (None, "host") and models_known and model not in host.cpu_models:
+        served = ", ".join(host.cpu_models) or "none"
         out.add("QV_ERR_NODEV", ("cpu", "model"),
-                f"CPU model {model} is not available on this host", "host-cpu")
+                f"CPU model {model} is not available on this host (KVM offers the baseline of: "
+                f"{served}; \"host\" always works)", "host-cpu")
     features = _get(doc, "cpu", "features") or []
     if host.cpu_flags:
         for i, item in enumerate(features):
