@@ -8,7 +8,7 @@ from quantavirt._ffi import ffi, lib
 from quantavirt.boot import raise_for
 
 __all__ = ["CpuidEntry", "apic_id", "build_cpuid", "feature_locations", "feature_names",
-           "model_names", "supported_cpuid"]
+           "model_baselines", "model_names", "supported_cpuid"]
 
 _ERRLEN = 512
 
@@ -50,6 +50,14 @@ def feature_names() -> list[str]:
         lib.qv_cpuid_feature_at(i, name, fn, idx, reg, bit)
         names.append(ffi.string(name[0]).decode())
     return names
+
+
+def model_baselines() -> dict[str, frozenset[str]]:
+    """Each named model's baseline flags, from the one table the engine masks guest CPUID
+    with (csrc/cpuid/features.c), in the schema's order."""
+    names = feature_names()
+    return {m: frozenset(f for f in names if lib.qv_cpuid_model_has(m.encode(), f.encode()) == 1)
+            for m in model_names()}
 
 
 def feature_locations() -> dict[str, tuple[int, int, int, int]]:

@@ -42,6 +42,8 @@ class HostInfo:
     # True once cpu_models comes from KVM_GET_SUPPORTED_CPUID (then an empty tuple means "none
     # servable"); False leaves the models unknown (no usable KVM, or a hand-made HostInfo).
     cpu_models_known: bool = False
+    # The flags KVM_GET_SUPPORTED_CPUID offers a guest (empty when unknown): what "+flag" needs.
+    kvm_cpuid_flags: frozenset[str] = frozenset()
     sev: bool = False
     sev_es: bool = False
     sev_snp: bool = False
@@ -158,16 +160,6 @@ def require_kvm(kvm_path: str | None = None) -> None:
         raise QVError("QV_ERR_NOVMX", why)
 
 
-def engine_model_baselines() -> dict[str, frozenset[str]]:
-    """Each named model's baseline as the engine masks guest CPUID to it (csrc/cpuid)."""
-    from quantavirt.cpuid import feature_names, model_names
-
-    names = feature_names()
-    return {m: frozenset(f for f in names
-                         if lib.qv_cpuid_model_has(m.encode(), f.encode()) == 1)
-            for m in model_names()}
-
-
 def offered_cpuid_flags(supported: list[CpuidEntry]) -> frozenset[str]:
     """The feature flags (by their Linux names) set in KVM's supported CPUID list."""
     from quantavirt.cpuid import feature_locations
@@ -196,17 +188,19 @@ def servable_cpu_models(offered: frozenset[str],
                  if flags - _ENGINE_SET_FLAGS <= offered)
 
 
-def _probe_cpu_models(kvm_ok: bool) -> tuple[tuple[str, ...], bool]:
-    """(servable named models, known) from KVM_GET_SUPPORTED_CPUID."""
+def _probe_kvm_cpuid(kvm_ok: bool) -> tuple[tuple[str, ...], frozenset[str] | None]:
+    """(servable named models, the flags KVM offers) from KVM_GET_SUPPORTED_CPUID; None for
+    the flags when KVM could not be asked."""
     if not kvm_ok:
-        return (), False
-    from quantavirt.cpuid import supported_cpuid
+        return (), None
+    from quantavirt.cpuid import model_baselines, supported_cpuid
 
     try:
         supported = supported_cpuid()
     except QVError:
-        return (), False
-    return servable_cpu_models(offered_cpuid_flags(supported), engine_model_baselines()), True
+        return (), None
+    offered = offered_cpuid_flags(supported)
+    return servable_cpu_models(offered, model_baselines()), offered
 
 
 def probe(kvm_path: str | None = None) -> HostInfo:
@@ -226,7 +220,7 @@ def probe(kvm_path: str | None = None) -> HostInfo:
             caps[ffi.string(lib.qv_probe_cap_name(i)).decode()] = int(res.caps[i])
     backend = kvm_backend(modules, flags) if res is not None else "none"
     # KVM_GET_SUPPORTED_CPUID is asked of /dev/kvm itself (the C query's fixed path).
-    cpu_models, models_known = _probe_cpu_models(res is not None and device == "/dev/kvm")
+    cpu_models, kvm_flags = _probe_kvm_cpuid(res is not None and device == "/dev/kvm")
     sev = _param_enabled("kvm_amd", "sev") or Path("/dev/sev").exists()
     # AMD memory encryption leaf 0x8000001f EAX: bit 1 SEV, 3 SEV-ES, 4 SEV-SNP.
     ext = int(cpu.ext1f_eax)
@@ -241,7 +235,8 @@ def probe(kvm_path: str | None = None) -> HostInfo:
         cpu_vendor=vendor,
         cpu_flags=flags,
         cpu_models=cpu_models,
-        cpu_models_known=models_known,
+        cpu_models_known=kvm_flags is not None,
+        kvm_cpuid_flags=kvm_flags or frozenset(),
         sev=sev and bool(ext & 2),
         sev_es=_param_enabled("kvm_amd", "sev_es") and bool(ext & 8),
         sev_snp=_param_enabled("kvm_amd", "sev_snp") and bool(ext & 16),

@@ -12,17 +12,22 @@ from pathlib import Path
 import pytest
 
 from quantavirt.config import validate
-from quantavirt.cpuid import CpuidEntry, build_cpuid, feature_locations, supported_cpuid
+from quantavirt.cpuid import (
+    CpuidEntry,
+    build_cpuid,
+    feature_locations,
+    model_baselines,
+    supported_cpuid,
+)
 from quantavirt.errors import QVError, QVMultiError
 from quantavirt.host import (
     HostInfo,
-    engine_model_baselines,
     offered_cpuid_flags,
     probe,
     servable_cpu_models,
 )
 
-BASELINES = engine_model_baselines()
+BASELINES = model_baselines()
 
 
 def _entries(flags: frozenset[str]) -> list[CpuidEntry]:
@@ -111,6 +116,29 @@ def test_a_probe_that_found_no_model_refuses_every_named_one() -> None:
     assert len(_cpu_model_errors(_doc("Skylake-Server"), host)) == 1
     # Unknown (no KVM to ask): not held against the config.
     assert _cpu_model_errors(_doc("Skylake-Server"), HostInfo()) == []
+
+
+def _feature_errors(features: list[str], host: HostInfo) -> list[str]:
+    doc = {**_doc("host"), "cpu": {"count": 1, "model": "host", "features": features}}
+    try:
+        validate(doc, host=host)
+    except QVMultiError as e:
+        return [f"{i.path}: {i.message}" for i in e.items if i.path.startswith("cpu.features")]
+    return []
+
+
+def test_plus_flag_is_checked_against_what_kvm_offers() -> None:
+    # The host CPU has popcnt but KVM does not offer it (this machine's emulating backend):
+    # the engine would refuse it at start, so validation refuses it first.
+    host = HostInfo(cpu_flags=frozenset({"popcnt", "sse2"}),
+                    kvm_cpuid_flags=frozenset({"sse2"}), cpu_models_known=True)
+    assert _feature_errors(["+popcnt"], host) == [
+        "cpu.features[0]: KVM on this host does not offer popcnt"]
+    assert _feature_errors(["+sse2", "-popcnt"], host) == []
+    # KVM not asked: the host CPU's flags decide.
+    assert _feature_errors(["+popcnt"], HostInfo(cpu_flags=frozenset({"popcnt"}))) == []
+    assert _feature_errors(["+avx2"], HostInfo(cpu_flags=frozenset({"popcnt"}))) == [
+        "cpu.features[0]: this host's CPU lacks avx2"]
 
 
 # --- the real host ---------------------------------------------------------------------------

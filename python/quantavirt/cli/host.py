@@ -13,6 +13,7 @@ from quantavirt.host import HostInfo, probe
 def _to_json(info: HostInfo) -> dict[str, object]:
     d = asdict(info)
     d["cpu_flags"] = sorted(info.cpu_flags)
+    d["kvm_cpuid_flags"] = sorted(info.kvm_cpuid_flags)
     d["networks"] = sorted(info.networks)
     return d
 

@@ -4,6 +4,7 @@ Flag names are the Linux ``/proc/cpuinfo`` spellings (``sha_ni``, ``avx512_vnni`
 host's flags, a model's baseline and a config's ``"+flag"`` overrides compare directly. Each
 model lists every CPUID feature its baseline exposes; the engine masks guest CPUID to that
 list (plus overrides), so a guest sees the same CPU on every host that can serve the model.
+The baselines come from the engine's table in C, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ AMD = "AuthenticAMD"
 
 # Every CPUID feature flag (leaves 0x1, 0x6, 0x7, 0xD, 0x80000001, 0x80000007/8, 0x8000001F,
 # 0x14, 0x19) a config may switch on or off, by its Linux name.
-KNOWN_CPUID_FLAGS: frozenset[str] = frozenset(
+_LINUX_CPUID_FLAGS: frozenset[str] = frozenset(
     """
     fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 pn clflush dts
     acpi mmx fxsr sse sse2 ss ht tm ia64 pbe
@@ -48,38 +49,15 @@ KNOWN_CPUID_FLAGS: frozenset[str] = frozenset(
     """.split()
 )
 
-_X86_64_BASE = """
-    fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr
-    sse sse2 syscall nx lm pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 x2apic movbe popcnt aes
-    xsave avx f16c rdrand lahf_lm abm 3dnowprefetch fsgsbase bmi1 avx2 bmi2 rdseed adx smap
-    smep clflushopt xsaveopt xsavec xgetbv1 rdtscp pdpe1gb arat
-""".split()
 
-_SKYLAKE_SERVER = _X86_64_BASE + """
-    pcid tsc_deadline_timer erms invpcid xsaves clwb pku avx512f avx512dq avx512cd avx512bw
-    avx512vl spec_ctrl_ssbd
-""".split()
-_CASCADELAKE_SERVER = _SKYLAKE_SERVER + ["avx512_vnni", "md_clear", "arch_capabilities"]
-_ICELAKE_SERVER = _CASCADELAKE_SERVER + """
-    sha_ni vpclmulqdq vaes gfni avx512vbmi avx512_vbmi2 avx512_bitalg avx512_vpopcntdq
-    avx512ifma rdpid wbnoinvd umip la57 fsrm
-""".split()
-_SAPPHIRE_RAPIDS = _ICELAKE_SERVER + """
-    amx_tile amx_bf16 amx_int8 avx512_bf16 avx512_fp16 avx_vnni serialize tsxldtrk movdiri
-    movdir64b cldemote
-""".split()
+def _known_flags() -> frozenset[str]:
+    from quantavirt.cpuid import feature_names
 
-_EPYC = _X86_64_BASE + """
-    sha_ni mmxext fxsr_opt cr8_legacy sse4a misalignsse osvw topoext perfctr_core clzero
-    xsaveerptr xsaves
-""".split()
-_EPYC_ROME = _EPYC + ["rdpid", "wbnoinvd", "clwb", "umip", "amd_ssbd", "amd_ibpb", "amd_stibp"]
-_EPYC_MILAN = _EPYC_ROME + ["vaes", "vpclmulqdq", "invpcid", "pcid", "pku", "erms", "fsrm"]
-_EPYC_GENOA = _EPYC_MILAN + """
-    avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 gfni
-    avx512_vnni avx512_bitalg avx512_vpopcntdq avx512_bf16 la57
-""".split()
+    return _LINUX_CPUID_FLAGS | frozenset(feature_names())
 
+
+# ... plus every flag the engine can mask (its table names a few the kernel hides).
+KNOWN_CPUID_FLAGS: frozenset[str] = _known_flags()
 
 @dataclass(frozen=True)
 class CpuModel:
@@ -89,24 +67,31 @@ class CpuModel:
     features: frozenset[str]  # CPUID feature flags exposed to the guest
 
 
-def _model(name: str, vendor: str, baseline: str, flags: list[str]) -> CpuModel:
-    return CpuModel(name, vendor, baseline, frozenset(flags))
+# Vendor and generation of each model, in the schema's order. The feature baselines are the
+# engine's own table (csrc/cpuid/features.c), the one guest CPUID is masked with.
+_MODEL_FACTS = (
+    ("Skylake-Server", INTEL, "Xeon Scalable 1st Gen"),
+    ("Cascadelake-Server", INTEL, "Xeon Scalable 2nd Gen"),
+    ("Icelake-Server", INTEL, "Xeon Scalable 3rd Gen"),
+    ("SapphireRapids", INTEL, "Xeon Scalable 4th Gen"),
+    ("EPYC", AMD, "AMD EPYC 7001"),
+    ("EPYC-Rome", AMD, "AMD EPYC 7002"),
+    ("EPYC-Milan", AMD, "AMD EPYC 7003"),
+    ("EPYC-Genoa", AMD, "AMD EPYC 9004"),
+)
 
 
-# Schema order; the table the engine masks CPUID with.
-CPU_MODELS: dict[str, CpuModel] = {
-    m.name: m
-    for m in (
-        _model("Skylake-Server", INTEL, "Xeon Scalable 1st Gen", _SKYLAKE_SERVER),
-        _model("Cascadelake-Server", INTEL, "Xeon Scalable 2nd Gen", _CASCADELAKE_SERVER),
-        _model("Icelake-Server", INTEL, "Xeon Scalable 3rd Gen", _ICELAKE_SERVER),
-        _model("SapphireRapids", INTEL, "Xeon Scalable 4th Gen", _SAPPHIRE_RAPIDS),
-        _model("EPYC", AMD, "AMD EPYC 7001", _EPYC),
-        _model("EPYC-Rome", AMD, "AMD EPYC 7002", _EPYC_ROME),
-        _model("EPYC-Milan", AMD, "AMD EPYC 7003", _EPYC_MILAN),
-        _model("EPYC-Genoa", AMD, "AMD EPYC 9004", _EPYC_GENOA),
-    )
-}
+def _models() -> dict[str, CpuModel]:
+    from quantavirt.cpuid import model_baselines
+
+    baselines = model_baselines()
+    if set(baselines) != {name for name, _, _ in _MODEL_FACTS}:
+        raise RuntimeError("the engine's CPU model table and the schema's model list differ")
+    return {name: CpuModel(name, vendor, generation, baselines[name])
+            for name, vendor, generation in _MODEL_FACTS}
+
+
+CPU_MODELS: dict[str, CpuModel] = _models()
 
 HOST_MODEL = "host"
 MODEL_NAMES: tuple[str, ...] = (HOST_MODEL, *CPU_MODELS)

@@ -108,11 +108,15 @@ def _cpu(doc: dict[str, Any], host: HostInfo, out: Problems) -> None:
                 f"CPU model {model} is not available on this host (KVM offers the baseline of: "
                 f"{served}; \"host\" always works)", "host-cpu")
     features = _get(doc, "cpu", "features") or []
-    if host.cpu_flags:
+    # What KVM offers a guest decides (the engine checks the same list at start); the host
+    # CPU's own flags only when KVM could not be asked.
+    offered, source = ((host.kvm_cpuid_flags, "KVM on this host does not offer")
+                       if host.kvm_cpuid_flags else (host.cpu_flags, "this host's CPU lacks"))
+    if offered:
         for i, item in enumerate(features):
-            if item is not INVALID and item[0] == "+" and item[1:] not in host.cpu_flags:
-                out.add("QV_ERR_NODEV", ("cpu", "features", i),
-                        f"this host's CPU lacks {item[1:]}", "host-cpu")
+            if item is not INVALID and item[0] == "+" and item[1:] not in offered:
+                out.add("QV_ERR_NODEV", ("cpu", "features", i), f"{source} {item[1:]}",
+                        "host-cpu")
 
 
 def _memory(doc: dict[str, Any], host: HostInfo, out: Problems) -> None:
