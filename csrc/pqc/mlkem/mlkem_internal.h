@@ -62,6 +62,14 @@ void mlkem_ntt_avx2(mlkem_poly *p);
 void mlkem_invntt_avx2(mlkem_poly *p);
 void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
                                     unsigned k);
+/* 1 when the AVX-512 (F + BW) arithmetic serves ML-KEM: the CPU has it and the code path is
+ * "avx512" (the 8-lane Keccak one). The AVX-512 versions (ntt_avx512.c) give the same
+ * results as the AVX2 ones; only call them when mlkem_use_avx512(). */
+int mlkem_use_avx512(void);
+void mlkem_ntt_avx512(mlkem_poly *p);
+void mlkem_invntt_avx512(mlkem_poly *p);
+void mlkem_polyvec_basemul_acc_avx512(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
+                                      unsigned k);
 /* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), |result| < q. */
 void mlkem_poly_tomont(mlkem_poly *p);
 void mlkem_poly_reduce(mlkem_poly *p);
