@@ -93,6 +93,8 @@ void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
 void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p);
 void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
 void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N], unsigned d);
+/* The same Compress_d values, AVX-512 (poly_avx512.c), only when mlkem_use_avx512(). */
+void mlkem_poly_compress_values_avx512(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
 /* ByteDecode12 (returns 0xffff when a value was >= q, else 0) and ByteEncode12, AVX2. */
 uint16_t mlkem_poly_decode12_avx2(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES]);
 void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);

@@ -148,14 +148,22 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
                     continue;
                 }
                 size_t n = left < j->rate ? left : j->rate;
-                memset(block, 0, j->rate);
-                job_input(j, offset[l], n, block);
-                offset[l] += n;
-                if (n < j->rate) { /* last block: pad10*1 with the domain suffix */
+                if (n < j->rate) {
+                    /* Last block: only the words up to the suffix byte n carry input; the
+                     * final pad bit goes straight into the last word of the rate. */
+                    const size_t nw = (n + 8) / 8;
+                    memset(block, 0, 8 * nw);
+                    job_input(j, offset[l], n, block);
                     block[n] ^= j->suffix;
-                    block[j->rate - 1] ^= 0x80;
+                    for (size_t i = 0; i < nw; i++)
+                        w[i * lanes + l] ^= load64_le(block + 8 * i);
+                    w[(j->rate / 8 - 1) * lanes + l] ^= 0x80ULL << 56;
+                    offset[l] += n;
                     phase[l] = LANE_SQUEEZE;
+                    continue;
                 }
+                job_input(j, offset[l], n, block); /* a whole block across in and in2 */
+                offset[l] += n;
                 for (unsigned i = 0; i < j->rate / 8; i++)
                     w[i * lanes + l] ^= load64_le(block + 8 * i);
             }
