@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "core/wipe.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define QV_HAVE_AVX2_CODE 1
@@ -241,20 +243,47 @@ __attribute__((target("avx512f"))) static void keccakx8_avx512(qv_keccakx8 *st)
  * whatever CPUID has). */
 static int max_level = 3;
 
-int qv_keccakx8_available(void)
+static int cpu_avx2(void)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 3 && __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx2");
 #else
     return 0;
 #endif
 }
 
-/* Only reached through qv_keccakx8_available(); the portable loop keeps it total. */
-void qv_keccak_f1600_x8(qv_keccakx8 *st)
+static int cpu_avx512vl(void)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    if (qv_keccakx8_available()) {
+    return cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_avx512f(void)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+static int level_of(int level)
+{
+    return level < 0 ? max_level : level;
+}
+
+int qv_keccakx8_available(void)
+{
+    return max_level >= 3 && cpu_avx512f();
+}
+
+void qv_keccak_f1600_x8_level(qv_keccakx8 *st, int level)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    if (level_of(level) >= 3 && cpu_avx512f()) {
         keccakx8_avx512(st);
         return;
     }
@@ -269,31 +298,22 @@ void qv_keccak_f1600_x8(qv_keccakx8 *st)
     }
 }
 
-static int uses_avx512vl(void)
+void qv_keccak_f1600_x8(qv_keccakx8 *st)
 {
-#ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
+    qv_keccak_f1600_x8_level(st, QV_KECCAK_LEVEL_DEFAULT);
 }
 
 const char *qv_keccakx4_code_path(void)
 {
-    return qv_keccakx8_available() ? "avx512"
-           : uses_avx512vl()       ? "avx512vl"
-           : qv_keccakx4_uses_avx2() ? "avx2"
-                                     : "portable";
+    return qv_keccakx8_available()                ? "avx512"
+           : max_level >= 2 && cpu_avx512vl()    ? "avx512vl"
+           : qv_keccakx4_uses_avx2()              ? "avx2"
+                                                  : "portable";
 }
 
 int qv_keccakx4_uses_avx2(void)
 {
-#ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 1 && __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
+    return max_level >= 1 && cpu_avx2();
 }
 
 void qv_keccakx4_set_max_level(int level)
@@ -301,19 +321,25 @@ void qv_keccakx4_set_max_level(int level)
     max_level = level < 0 ? 0 : level > 3 ? 3 : level;
 }
 
-void qv_keccak_f1600_x4(qv_keccakx4 *st)
+void qv_keccak_f1600_x4_level(qv_keccakx4 *st, int level)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    if (uses_avx512vl()) {
+    level = level_of(level);
+    if (level >= 2 && cpu_avx512vl()) {
         keccakx4_avx512vl(st);
         return;
     }
-    if (qv_keccakx4_uses_avx2()) {
+    if (level >= 1 && cpu_avx2()) {
         keccakx4_avx2(st);
         return;
     }
 #endif
     keccakx4_portable(st);
+}
+
+void qv_keccak_f1600_x4(qv_keccakx4 *st)
+{
+    qv_keccak_f1600_x4_level(st, QV_KECCAK_LEVEL_DEFAULT);
 }
 
 static inline uint64_t load64_le(const uint8_t *p)
@@ -339,29 +365,72 @@ static inline void store64_le(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-void qv_keccakx4_absorb_once(qv_keccakx4 *st, unsigned rate, uint8_t suffix,
-                             const uint8_t *const in[4], size_t len)
+/* Sponges on `lanes` (4 or 8) interleaved states, word i of state l at w[i * lanes + l]
+ * (the layout of qv_keccakx4 and qv_keccakx8, whose first member w is). */
+static void permute_lanes(uint64_t *w, unsigned lanes, int level)
 {
-    memset(st, 0, sizeof *st);
-    for (int l = 0; l < 4; l++) {
-        uint8_t block[200] = {0};
-        memcpy(block, in[l], len);
-        block[len] ^= suffix;
+    if (lanes == 8)
+        qv_keccak_f1600_x8_level((qv_keccakx8 *)(void *)w, level);
+    else
+        qv_keccak_f1600_x4_level((qv_keccakx4 *)(void *)w, level);
+}
+
+static void absorb_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate, uint8_t suffix,
+                         const uint8_t *const *in, size_t len)
+{
+    uint8_t block[200];
+    size_t off = 0;
+    memset(w, 0, sizeof(uint64_t) * 25 * lanes);
+    for (; len - off >= rate; off += rate) { /* whole blocks */
+        for (unsigned l = 0; l < lanes; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                w[i * lanes + l] ^= load64_le(in[l] + off + 8 * i);
+        permute_lanes(w, lanes, level);
+    }
+    for (unsigned l = 0; l < lanes; l++) { /* the last partial block with pad10*1 */
+        memset(block, 0, rate);
+        memcpy(block, in[l] + off, len - off);
+        block[len - off] ^= suffix;
         block[rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
-            st->s[i][l] = load64_le(block + 8 * i);
+            w[i * lanes + l] ^= load64_le(block + 8 * i);
+    }
+    qv_wipe(block, sizeof block); /* the inputs may be secret seeds */
+}
+
+static void squeeze_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate,
+                          uint8_t *const *out, size_t nblocks)
+{
+    for (size_t b = 0; b < nblocks; b++) {
+        permute_lanes(w, lanes, level);
+        for (unsigned l = 0; l < lanes; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                store64_le(out[l] + b * rate + 8 * i, w[i * lanes + l]);
     }
 }
 
-void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const out[4],
-                                size_t nblocks)
+void qv_keccakx4_absorb(qv_keccakx4 *st, int level, unsigned rate, uint8_t suffix,
+                        const uint8_t *const in[4], size_t len)
 {
-    for (size_t b = 0; b < nblocks; b++) {
-        qv_keccak_f1600_x4(st);
-        for (int l = 0; l < 4; l++)
-            for (unsigned i = 0; i < rate / 8; i++)
-                store64_le(out[l] + b * rate + 8 * i, st->s[i][l]);
-    }
+    absorb_lanes(&st->s[0][0], 4, level, rate, suffix, in, len);
+}
+
+void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, int level, unsigned rate,
+                                uint8_t *const out[4], size_t nblocks)
+{
+    squeeze_lanes(&st->s[0][0], 4, level, rate, out, nblocks);
+}
+
+void qv_keccakx8_absorb(qv_keccakx8 *st, int level, unsigned rate, uint8_t suffix,
+                        const uint8_t *const in[8], size_t len)
+{
+    absorb_lanes(&st->s[0][0], 8, level, rate, suffix, in, len);
+}
+
+void qv_keccakx8_squeeze_blocks(qv_keccakx8 *st, int level, unsigned rate,
+                                uint8_t *const out[8], size_t nblocks)
+{
+    squeeze_lanes(&st->s[0][0], 8, level, rate, out, nblocks);
 }
 
 int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
@@ -400,9 +469,8 @@ int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t
         }
     }
     /* The inputs may be secret (J hashes z): clear the copies. */
-    memset(block, 0, sizeof block);
-    memset(&st, 0, sizeof st);
-    __asm__ __volatile__("" : : "r"(block), "r"(&st) : "memory");
+    qv_wipe(block, sizeof block);
+    qv_wipe(&st, sizeof st);
     return 0;
 }
 
