@@ -273,6 +273,20 @@ int qv_quac100_list(qv_quac100_info *infos, int max, int *count)
     return 0;
 }
 
+/* One buffer of a request: its user address and size fields. */
+static void set_buf(__u64 *addr, __u64 *size, const void *p, size_t len)
+{
+    *addr = addr_of(p);
+    *size = len;
+}
+
+/* The ioctl, then the card's result code (the field the reply fills in). */
+static int submit(qv_pqc_backend *b, unsigned long request, void *arg, const __s32 *result)
+{
+    int rc = do_ioctl(b, request, arg);
+    return rc != 0 ? rc : map_result(b, *result);
+}
+
 static int need_quac100(qv_pqc_backend *b)
 {
     if (b == NULL || b->kind != QV_PQC_BACKEND_QUAC100)
@@ -319,11 +333,8 @@ int qv_quac100_random(qv_pqc_backend *b, uint8_t *buf, size_t len)
         return PQC_ERR_SIZE;
     struct quac100_random r;
     memset(&r, 0, sizeof(r));
-    r.buf_addr = addr_of(buf);
-    r.length = len;
-    rc = do_ioctl(b, QUAC100_IOC_RANDOM, &r);
-    if (rc == 0)
-        rc = map_result(b, r.result);
+    set_buf(&r.buf_addr, &r.length, buf, len);
+    rc = submit(b, QUAC100_IOC_RANDOM, &r, &r.result);
     if (rc != 0 && buf != NULL)
         memset(buf, 0, len);
     return rc;
@@ -337,19 +348,15 @@ int qv_quac100_keygen(qv_pqc_backend *b, int alg, const uint8_t *seed, size_t se
     struct quac100_kem_keygen k;
     memset(&k, 0, sizeof(k));
     k.algorithm = (__u32)alg;
-    k.pk_addr = addr_of(pk);
-    k.pk_size = pk_len;
-    k.sk_addr = addr_of(sk);
-    k.sk_size = sk_len;
+    set_buf(&k.pk_addr, &k.pk_size, pk, pk_len);
+    set_buf(&k.sk_addr, &k.sk_size, sk, sk_len);
     if (seed != NULL) {
         k.flags = QUAC100_KEYGEN_FLAG_SEED;
-        k.seed_addr = addr_of(seed);
-        k.seed_size = seed_len;
+        set_buf(&k.seed_addr, &k.seed_size, seed, seed_len);
     }
     unsigned long req = QUAC100_ALG_FAMILY(alg) == QUAC100_FAMILY_KEM ? QUAC100_IOC_KEM_KEYGEN
                                                                        : QUAC100_IOC_SIGN_KEYGEN;
-    int rc = do_ioctl(b, req, &k);
-    return rc != 0 ? rc : map_result(b, k.result);
+    return submit(b, req, &k, &k.result);
 }
 
 int qv_quac100_encaps(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_len,
@@ -360,15 +367,10 @@ int qv_quac100_encaps(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
     memset(ct, 0, ct_len);
     memset(ss, 0, ss_len);
     e.algorithm = (__u32)alg;
-    e.pk_addr = addr_of(pk);
-    e.pk_size = pk_len;
-    e.ct_addr = addr_of(ct);
-    e.ct_size = ct_len;
-    e.ss_addr = addr_of(ss);
-    e.ss_size = ss_len;
-    int rc = do_ioctl(b, QUAC100_IOC_KEM_ENCAPS, &e);
-    if (rc == 0)
-        rc = map_result(b, e.result);
+    set_buf(&e.pk_addr, &e.pk_size, pk, pk_len);
+    set_buf(&e.ct_addr, &e.ct_size, ct, ct_len);
+    set_buf(&e.ss_addr, &e.ss_size, ss, ss_len);
+    int rc = submit(b, QUAC100_IOC_KEM_ENCAPS, &e, &e.result);
     if (rc == 0 && (all_zero(ct, ct_len) || all_zero(ss, ss_len)))
         rc = QUAC100_ERR_REPLY;
     return rc;
@@ -381,15 +383,10 @@ int qv_quac100_decaps(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_l
     memset(&d, 0, sizeof(d));
     memset(ss, 0, ss_len);
     d.algorithm = (__u32)alg;
-    d.ct_addr = addr_of(ct);
-    d.ct_size = ct_len;
-    d.sk_addr = addr_of(sk);
-    d.sk_size = sk_len;
-    d.ss_addr = addr_of(ss);
-    d.ss_size = ss_len;
-    int rc = do_ioctl(b, QUAC100_IOC_KEM_DECAPS, &d);
-    if (rc == 0)
-        rc = map_result(b, d.result);
+    set_buf(&d.ct_addr, &d.ct_size, ct, ct_len);
+    set_buf(&d.sk_addr, &d.sk_size, sk, sk_len);
+    set_buf(&d.ss_addr, &d.ss_size, ss, ss_len);
+    int rc = submit(b, QUAC100_IOC_KEM_DECAPS, &d, &d.result);
     if (rc == 0 && all_zero(ss, ss_len))
         rc = QUAC100_ERR_REPLY;
     return rc;
@@ -406,17 +403,11 @@ int qv_quac100_sign(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_len
     memset(sig, 0, sig_len);
     s.algorithm = (__u32)alg;
     s.flags = deterministic ? QUAC100_SIGN_FLAG_DETERMINISTIC : 0;
-    s.sk_addr = addr_of(sk);
-    s.sk_size = sk_len;
-    s.msg_addr = addr_of(msg);
-    s.msg_size = msg_len;
-    s.sig_addr = addr_of(sig);
-    s.sig_size = sig_len;
-    s.context_addr = addr_of(ctx);
-    s.context_size = ctx_len;
-    int rc = do_ioctl(b, QUAC100_IOC_SIGN, &s);
-    if (rc == 0)
-        rc = map_result(b, s.result);
+    set_buf(&s.sk_addr, &s.sk_size, sk, sk_len);
+    set_buf(&s.msg_addr, &s.msg_size, msg, msg_len);
+    set_buf(&s.sig_addr, &s.sig_size, sig, sig_len);
+    set_buf(&s.context_addr, &s.context_size, ctx, ctx_len);
+    int rc = submit(b, QUAC100_IOC_SIGN, &s, &s.result);
     /* ML-DSA signatures have one fixed size: anything else is a broken reply. */
     if (rc == 0 && (s.sig_actual != sig_len || all_zero(sig, sig_len)))
         rc = QUAC100_ERR_REPLY;
@@ -432,14 +423,10 @@ int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
     struct quac100_verify v;
     memset(&v, 0, sizeof(v));
     v.algorithm = (__u32)alg;
-    v.pk_addr = addr_of(pk);
-    v.pk_size = pk_len;
-    v.msg_addr = addr_of(msg);
-    v.msg_size = msg_len;
-    v.sig_addr = addr_of(sig);
-    v.sig_size = sig_len;
-    v.context_addr = addr_of(ctx);
-    v.context_size = ctx_len;
+    set_buf(&v.pk_addr, &v.pk_size, pk, pk_len);
+    set_buf(&v.msg_addr, &v.msg_size, msg, msg_len);
+    set_buf(&v.sig_addr, &v.sig_size, sig, sig_len);
+    set_buf(&v.context_addr, &v.context_size, ctx, ctx_len);
     /* Pre-set to "invalid": a reply that never fills in the result does not say "valid". */
     v.result = QUAC100_RES_VERIFICATION_FAILED;
     int rc = do_ioctl(b, QUAC100_IOC_VERIFY, &v);
