@@ -12,16 +12,7 @@
 #define QV_HAVE_AVX2_CODE 1
 #endif
 
-static const uint64_t keccak_rc[24] = {
-    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
-    0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
-    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
-    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000aULL,
-    0x000000008000808bULL, 0x800000000000008bULL, 0x8000000000008089ULL,
-    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
-    0x000000000000800aULL, 0x800000008000000aULL, 0x8000000080008081ULL,
-    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
-};
+#define keccak_rc qv_keccak_round_constants
 
 /* rho offset of lane x + 5y, and where pi moves it: B[y + 5((2x + 3y) mod 5)]. */
 static const unsigned keccak_rho_off[25] = {0,  1,  62, 28, 27, 36, 44, 6,  55, 20, 3,  10, 43,
@@ -342,29 +333,6 @@ void qv_keccak_f1600_x4(qv_keccakx4 *st)
     qv_keccak_f1600_x4_level(st, QV_KECCAK_LEVEL_DEFAULT);
 }
 
-static inline uint64_t load64_le(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-#endif
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void store64_le(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(p, &v, 8);
-    return;
-#endif
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Sponges on `lanes` (4 or 8) interleaved states, word i of state l at w[i * lanes + l]
  * (the layout of qv_keccakx4 and qv_keccakx8, whose first member w is). */
 static void permute_lanes(uint64_t *w, unsigned lanes, int level)
@@ -384,7 +352,7 @@ static void absorb_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate, 
     for (; len - off >= rate; off += rate) { /* whole blocks */
         for (unsigned l = 0; l < lanes; l++)
             for (unsigned i = 0; i < rate / 8; i++)
-                w[i * lanes + l] ^= load64_le(in[l] + off + 8 * i);
+                w[i * lanes + l] ^= qv_load64_le(in[l] + off + 8 * i);
         permute_lanes(w, lanes, level);
     }
     for (unsigned l = 0; l < lanes; l++) { /* the last partial block with pad10*1 */
@@ -393,7 +361,7 @@ static void absorb_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate, 
         block[len - off] ^= suffix;
         block[rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
-            w[i * lanes + l] ^= load64_le(block + 8 * i);
+            w[i * lanes + l] ^= qv_load64_le(block + 8 * i);
     }
     qv_wipe(block, sizeof block); /* the inputs may be secret seeds */
 }
@@ -405,7 +373,7 @@ static void squeeze_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate,
         permute_lanes(w, lanes, level);
         for (unsigned l = 0; l < lanes; l++)
             for (unsigned i = 0; i < rate / 8; i++)
-                store64_le(out[l] + b * rate + 8 * i, w[i * lanes + l]);
+                qv_store64_le(out[l] + b * rate + 8 * i, w[i * lanes + l]);
     }
 }
 
@@ -447,7 +415,7 @@ int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t
     for (size_t b = 0; b + 1 < nblocks; b++) {
         for (int l = 0; l < 4; l++)
             for (unsigned i = 0; i < rate / 8; i++)
-                st.s[i][l] ^= load64_le(in[l] + b * rate + 8 * i);
+                st.s[i][l] ^= qv_load64_le(in[l] + b * rate + 8 * i);
         qv_keccak_f1600_x4(&st);
     }
     for (int l = 0; l < 4; l++) { /* the last partial block with pad10*1 */
@@ -457,14 +425,14 @@ int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t
         block[l][len[l] - off] ^= suffix[l];
         block[l][rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
-            st.s[i][l] ^= load64_le(block[l] + 8 * i);
+            st.s[i][l] ^= qv_load64_le(block[l] + 8 * i);
     }
     for (size_t done = 0; done < outlen; done += rate) {
         size_t n = outlen - done < rate ? outlen - done : rate;
         qv_keccak_f1600_x4(&st);
         for (int l = 0; l < 4; l++) {
             for (unsigned i = 0; i < (n + 7) / 8; i++)
-                store64_le(block[l] + 8 * i, st.s[i][l]);
+                qv_store64_le(block[l] + 8 * i, st.s[i][l]);
             memcpy(out[l] + done, block[l], n);
         }
     }

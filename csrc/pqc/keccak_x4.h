@@ -9,6 +9,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
+/* iota's round constants (keccak.c). */
+extern const uint64_t qv_keccak_round_constants[24];
+
+/* Lanes are little-endian 64-bit words (FIPS 202): the byte <-> word helpers of the sponges. */
+static inline uint64_t qv_load64_le(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+#else
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+#endif
+}
+
+static inline void qv_store64_le(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+#endif
+}
+
 void qv_keccak_f1600_fast(uint64_t s[25]);
 
 /* Four states, lane-interleaved: s[i][l] is word i of state l (the AVX2 layout). */
