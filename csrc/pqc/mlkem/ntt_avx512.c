@@ -14,7 +14,7 @@
 #include "pqc/mlkem/mlkem_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "pqc/mlkem/simd_arith.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw")))
 
@@ -82,33 +82,7 @@ static void build_tables(void)
     }
 }
 
-AVX512 static inline __m512i fqmul_z(__m512i a, __m512i b, __m512i b_qinv)
-{
-    __m512i t = _mm512_mullo_epi16(a, b_qinv);
-    return _mm512_sub_epi16(_mm512_mulhi_epi16(a, b),
-                            _mm512_mulhi_epi16(t, _mm512_set1_epi16(MLKEM_Q)));
-}
-
-AVX512 static inline __m512i barrett_z(__m512i a)
-{
-    __m512i t = _mm512_mulhi_epi16(a, _mm512_set1_epi16(MLKEM_BARRETT_V));
-    t = _mm512_srai_epi16(_mm512_add_epi16(t, _mm512_set1_epi16(1 << 9)), 10);
-    return _mm512_sub_epi16(a, _mm512_mullo_epi16(t, _mm512_set1_epi16(MLKEM_Q)));
-}
-
-AVX512 static inline void ct_bfly(__m512i *x, __m512i *y, __m512i z, __m512i zq)
-{
-    __m512i t = fqmul_z(*y, z, zq);
-    *y = _mm512_sub_epi16(*x, t);
-    *x = _mm512_add_epi16(*x, t);
-}
-
-AVX512 static inline void gs_bfly(__m512i *x, __m512i *y, __m512i z, __m512i zq)
-{
-    __m512i t = *x;
-    *x = barrett_z(_mm512_add_epi16(t, *y));
-    *y = fqmul_z(_mm512_sub_epi16(*y, t), z, zq);
-}
+MLKEM_SIMD_ARITH(512, AVX512)
 
 AVX512 static inline void permute_pair(__m512i *x, __m512i *y, const uint16_t idx[2][32])
 {
@@ -135,14 +109,14 @@ AVX512 void mlkem_ntt_avx512(mlkem_poly *p)
             int16_t z = mlkem_zetas[k++];
             __m512i zv = bcast(z), zq = bcast(qinv16(z));
             for (unsigned j = start / 32; j < start / 32 + d; j++)
-                ct_bfly(&r[j], &r[j + d], zv, zq);
+                ct_bfly_512(&r[j], &r[j + d], zv, zq);
         }
     }
     for (unsigned m = 0; m < 4; m++) {
         __m512i x = r[2 * m], y = r[2 * m + 1];
         for (unsigned s = 0; s < 4; s++) {
             permute_pair(&x, &y, tab.fwd[s]);
-            ct_bfly(&x, &y, _mm512_load_si512((const void *)tab.z[s][m]),
+            ct_bfly_512(&x, &y, _mm512_load_si512((const void *)tab.z[s][m]),
                     _mm512_load_si512((const void *)tab.zq[s][m]));
         }
         permute_pair(&x, &y, tab.fwd[4]);
@@ -150,7 +124,7 @@ AVX512 void mlkem_ntt_avx512(mlkem_poly *p)
         r[2 * m + 1] = y;
     }
     for (int i = 0; i < 8; i++)
-        _mm512_storeu_si512((void *)&p->c[32 * i], barrett_z(r[i]));
+        _mm512_storeu_si512((void *)&p->c[32 * i], barrett_512(r[i]));
 }
 
 AVX512 void mlkem_invntt_avx512(mlkem_poly *p)
@@ -163,7 +137,7 @@ AVX512 void mlkem_invntt_avx512(mlkem_poly *p)
         __m512i x = r[2 * m], y = r[2 * m + 1];
         for (unsigned s = 0; s < 4; s++) { /* distances 2, 4, 8, 16 */
             permute_pair(&x, &y, tab.inv[s]);
-            gs_bfly(&x, &y, _mm512_load_si512((const void *)tab.iz[3 - s][m]),
+            gs_bfly_512(&x, &y, _mm512_load_si512((const void *)tab.iz[3 - s][m]),
                     _mm512_load_si512((const void *)tab.izq[3 - s][m]));
         }
         permute_pair(&x, &y, tab.inv[4]);
@@ -176,12 +150,12 @@ AVX512 void mlkem_invntt_avx512(mlkem_poly *p)
             int16_t z = mlkem_zetas[MLKEM_N / len - 1 - b];
             __m512i zv = bcast(z), zq = bcast(qinv16(z));
             for (unsigned j = 2 * d * b; j < 2 * d * b + d; j++)
-                gs_bfly(&r[j], &r[j + d], zv, zq);
+                gs_bfly_512(&r[j], &r[j + d], zv, zq);
         }
     }
     const __m512i f = bcast(1441), f_qinv = bcast(qinv16(1441));
     for (int i = 0; i < 8; i++)
-        _mm512_storeu_si512((void *)&p->c[32 * i], fqmul_z(r[i], f, f_qinv));
+        _mm512_storeu_si512((void *)&p->c[32 * i], fqmul_512(r[i], f, f_qinv));
 }
 
 AVX512 static inline __m512i montgomery32_z(__m512i a)
@@ -209,7 +183,7 @@ AVX512 void mlkem_polyvec_basemul_acc_avx512(mlkem_poly *r, const mlkem_poly *a,
             __m512i av = _mm512_loadu_si512((const void *)&a[l].c[32 * v]);
             __m512i bv = _mm512_loadu_si512((const void *)&b[l].c[32 * v]);
             /* (a0, a1 * gamma) . (b0, b1) and (a0, a1) . (b1, b0), summed in 32 bits. */
-            __m512i ag = _mm512_mask_blend_epi16(ODD_LANES, av, fqmul_z(av, g, g_qinv));
+            __m512i ag = _mm512_mask_blend_epi16(ODD_LANES, av, fqmul_512(av, g, g_qinv));
             __m512i bs = _mm512_shufflehi_epi16(_mm512_shufflelo_epi16(bv, 0xB1), 0xB1);
             r0 = _mm512_add_epi32(r0, _mm512_madd_epi16(ag, bv));
             r1 = _mm512_add_epi32(r1, _mm512_madd_epi16(av, bs));
@@ -217,7 +191,7 @@ AVX512 void mlkem_polyvec_basemul_acc_avx512(mlkem_poly *r, const mlkem_poly *a,
         r0 = montgomery32_z(r0);
         r1 = montgomery32_z(r1);
         __m512i packed = _mm512_mask_blend_epi16(ODD_LANES, r0, _mm512_slli_epi32(r1, 16));
-        _mm512_storeu_si512((void *)&r->c[32 * v], barrett_z(packed));
+        _mm512_storeu_si512((void *)&r->c[32 * v], barrett_512(packed));
     }
 }
 #endif

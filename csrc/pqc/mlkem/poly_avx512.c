@@ -5,19 +5,11 @@
 #include "pqc/mlkem/mlkem_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "pqc/mlkem/simd_arith.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw")))
 
-/* Reduced (any int16) -> [0, q): Barrett, then add q to negative values. */
-AVX512 static inline __m512i to_unsigned_z(__m512i a)
-{
-    __m512i t = _mm512_mulhi_epi16(a, _mm512_set1_epi16(MLKEM_BARRETT_V));
-    t = _mm512_srai_epi16(_mm512_add_epi16(t, _mm512_set1_epi16(1 << 9)), 10);
-    a = _mm512_sub_epi16(a, _mm512_mullo_epi16(t, _mm512_set1_epi16(MLKEM_Q)));
-    return _mm512_add_epi16(a, _mm512_and_si512(_mm512_srai_epi16(a, 15),
-                                                 _mm512_set1_epi16(MLKEM_Q)));
-}
+MLKEM_SIMD_ARITH(512, AVX512)
 
 /* Compress_d of 16 values in [0, q) held in 32-bit lanes: floor(((x << d) + q/2) / q) mod 2^d,
  * the division through 32x32 -> 64-bit products of the even and odd lanes. */
@@ -37,7 +29,7 @@ AVX512 void mlkem_poly_compress_values_avx512(uint16_t out[MLKEM_N], const mlkem
     const __m128i shift = _mm_cvtsi32_si128((int)d);
     const __m512i mask = _mm512_set1_epi32((1 << d) - 1);
     for (int i = 0; i < MLKEM_N; i += 32) {
-        __m512i x = to_unsigned_z(_mm512_loadu_si512((const void *)&p->c[i]));
+        __m512i x = to_unsigned_512(_mm512_loadu_si512((const void *)&p->c[i]));
         __m512i lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(x));
         __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(x, 1));
         _mm256_storeu_si256((__m256i *)&out[i], compress16(lo, shift, mask));
