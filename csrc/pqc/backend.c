@@ -7,6 +7,7 @@
 
 #include "core/wipe.h"
 #include "pqc/pqc_backend_internal.h"
+#include "quac100/quac100_ioctl.h"
 #include "quantavirt/errors.h"
 #include "quantavirt/keccak.h"
 #include "quantavirt/mldsa.h"
@@ -424,12 +425,27 @@ typedef struct batch {
 
 typedef int (*batch_item)(const batch *a, size_t i);
 
+/* Nothing of a failed batch is handed out: every output row is wiped (secret keys, shared
+ * secrets), not only the failing one. */
+static void wipe_outputs(const batch *a, size_t n)
+{
+    if (a->pk_out != NULL)
+        qv_wipe(a->pk_out, n * a->pkb);
+    if (a->sk_out != NULL)
+        qv_wipe(a->sk_out, n * a->skb);
+    if (a->x_out != NULL)
+        qv_wipe(a->x_out, n * a->xb);
+    if (a->ss_out != NULL)
+        qv_wipe(a->ss_out, n * QV_MLKEM_SHARED_SECRET_BYTES);
+}
+
 static int each_item(const batch *a, size_t n, batch_item op, size_t *bad_index)
 {
     for (size_t i = 0; i < n; i++) {
         int rc = op(a, i);
         if (rc != 0) {
             set_bad(bad_index, i);
+            wipe_outputs(a, n);
             return rc;
         }
     }
@@ -483,6 +499,50 @@ static int sig_verify_item(const batch *a, size_t i)
     return 0;
 }
 
+/* ML-KEM batches on a QUAC 100 go to the card as BATCH_SUBMIT jobs once every input has
+ * passed the FIPS 203 checks; the key pairs it returns are checked like single ones. 1 when the
+ * card has no batch path (max_batch_size 0, or the batch ioctls answer "not supported"): the
+ * caller then runs the items one by one. */
+static int card_kem_batch(const batch *a, unsigned op, size_t n, size_t *bad_index, int *rc)
+{
+    const int level = param_of(a->alg);
+    for (size_t i = 0; i < n; i++) {
+        int bad = op == QUAC100_BATCH_OP_KEM_ENCAPS
+                      ? qv_mlkem_check_public_key(level, a->pk_in + i * a->pkb, a->pkb)
+                  : op == QUAC100_BATCH_OP_KEM_DECAPS
+                      ? qv_mlkem_check_secret_key(level, a->sk_in + i * a->skb, a->skb)
+                      : 0;
+        if (bad != 0) {
+            set_bad(bad_index, i);
+            *rc = bad;
+            return 0;
+        }
+    }
+    const size_t sizes[3] = {op == QUAC100_BATCH_OP_KEM_DECAPS ? a->skb : a->pkb,
+                             op == QUAC100_BATCH_OP_KEM_KEYGEN ? a->skb : a->xb,
+                             QV_MLKEM_SHARED_SECRET_BYTES};
+    int r = op == QUAC100_BATCH_OP_KEM_KEYGEN
+                ? qv_quac100_kem_batch(a->b, a->alg, op, n, NULL, NULL, a->pk_out, a->sk_out,
+                                       sizes, bad_index)
+            : op == QUAC100_BATCH_OP_KEM_ENCAPS
+                ? qv_quac100_kem_batch(a->b, a->alg, op, n, a->pk_in, NULL, a->x_out, a->ss_out,
+                                       sizes, bad_index)
+                : qv_quac100_kem_batch(a->b, a->alg, op, n, a->sk_in, a->x_in, a->ss_out, NULL,
+                                       sizes, bad_index);
+    if (r == QUAC100_ERR_NOTSUP)
+        return 1;
+    for (size_t i = 0; r == 0 && op == QUAC100_BATCH_OP_KEM_KEYGEN && i < n; i++) {
+        if (check_kem_keypair(level, NULL, a->pk_out + i * a->pkb, a->pkb,
+                              a->sk_out + i * a->skb, a->skb) != 0) {
+            set_bad(bad_index, i);
+            wipe_outputs(a, n);
+            r = QUAC100_ERR_REPLY;
+        }
+    }
+    *rc = r;
+    return 0;
+}
+
 int qv_pqc_kem_keygen_batch(qv_pqc_backend *b, int alg, size_t n, uint8_t *pks, uint8_t *sks,
                             size_t *bad_index)
 {
@@ -494,6 +554,9 @@ int qv_pqc_kem_keygen_batch(qv_pqc_backend *b, int alg, size_t n, uint8_t *pks, 
         set_bad(bad_index, 0);
         return qv_mlkem_keygen_batch(param_of(alg), n, pks, sks);
     }
+    if (b->kind == QV_PQC_BACKEND_QUAC100 &&
+        card_kem_batch(&a, QUAC100_BATCH_OP_KEM_KEYGEN, n, bad_index, &rc) == 0)
+        return rc;
     return each_item(&a, n, kem_keygen_item, bad_index);
 }
 
@@ -506,6 +569,9 @@ int qv_pqc_kem_encaps_batch(qv_pqc_backend *b, int alg, size_t n, const uint8_t 
         return rc;
     if (b->kind == QV_PQC_BACKEND_SOFTWARE)
         return qv_mlkem_encaps_batch(param_of(alg), n, pks, cts, sss, bad_index);
+    if (b->kind == QV_PQC_BACKEND_QUAC100 &&
+        card_kem_batch(&a, QUAC100_BATCH_OP_KEM_ENCAPS, n, bad_index, &rc) == 0)
+        return rc;
     return each_item(&a, n, kem_encaps_item, bad_index);
 }
 
@@ -518,6 +584,9 @@ int qv_pqc_kem_decaps_batch(qv_pqc_backend *b, int alg, size_t n, const uint8_t 
         return rc;
     if (b->kind == QV_PQC_BACKEND_SOFTWARE)
         return qv_mlkem_decaps_batch(param_of(alg), n, sks, cts, sss, bad_index);
+    if (b->kind == QV_PQC_BACKEND_QUAC100 &&
+        card_kem_batch(&a, QUAC100_BATCH_OP_KEM_DECAPS, n, bad_index, &rc) == 0)
+        return rc;
     return each_item(&a, n, kem_decaps_item, bad_index);
 }
 

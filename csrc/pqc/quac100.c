@@ -11,8 +11,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/wipe.h"
 #include "pqc/pqc_backend_internal.h"
 #include "quac100/quac100_ioctl.h"
 #include "quantavirt/errors.h"
@@ -437,4 +439,177 @@ int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
         return PQC_ERR_VERIFY;
     }
     return map_result(b, v.result);
+}
+
+/* ---- batches: BATCH_SUBMIT, BATCH_STATUS, BATCH_CANCEL ------------------------------ */
+
+/* How long the host waits for one job before cancelling it (QUANTAVIRT_QUAC100_BATCH_TIMEOUT_MS
+ * overrides it, for tests). */
+#define BATCH_TIMEOUT_MS 5000u
+
+static unsigned batch_timeout_ms(void)
+{
+    const char *env = getenv("QUANTAVIRT_QUAC100_BATCH_TIMEOUT_MS");
+    if (env != NULL && env[0] != '\0') {
+        char *end = NULL;
+        unsigned long v = strtoul(env, &end, 10);
+        if (end != NULL && *end == '\0' && v > 0 && v <= 600000)
+            return (unsigned)v;
+    }
+    return BATCH_TIMEOUT_MS;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One job of `count` items: submit, then poll until the card reports it finished. A job that
+ * does not finish in time, or whose status makes no sense, is cancelled so that the card stops
+ * working on the caller's buffers. */
+static int run_job(qv_pqc_backend *b, unsigned op, void *items, size_t item_size, size_t count)
+{
+    const unsigned timeout = batch_timeout_ms();
+    struct quac100_batch_submit s;
+    memset(&s, 0, sizeof(s));
+    s.items_addr = addr_of(items);
+    s.item_count = (__u32)count;
+    s.item_size = (__u32)item_size;
+    s.flags = op;
+    s.timeout_ms = timeout;
+    s.result = -1; /* never written: a malformed reply */
+    int rc = submit(b, QUAC100_IOC_BATCH_SUBMIT, &s, &s.result);
+    if (rc != 0)
+        return rc;
+    uint64_t done = (uint64_t)s.completed + s.failed;
+    if (done == count)
+        return 0;
+    if (done > count)
+        return QUAC100_ERR_REPLY;
+    const uint64_t start = now_ms();
+    for (unsigned poll = 0;; poll++) {
+        struct quac100_batch_status st;
+        memset(&st, 0, sizeof(st));
+        st.job_id = s.job_id;
+        st.result = -1;
+        rc = submit(b, QUAC100_IOC_BATCH_STATUS, &st, &st.result);
+        if (rc != 0)
+            break;
+        if (st.status == QUAC100_BATCH_DONE) {
+            done = (uint64_t)st.completed + st.failed;
+            return done == count ? 0 : QUAC100_ERR_REPLY;
+        }
+        if (st.status == QUAC100_BATCH_CANCELLED) {
+            rc = QUAC100_ERR_DEVICE;
+            break;
+        }
+        if (st.status != QUAC100_BATCH_PENDING && st.status != QUAC100_BATCH_RUNNING) {
+            rc = QUAC100_ERR_REPLY;
+            break;
+        }
+        if (now_ms() - start >= timeout) {
+            rc = QUAC100_ERR_TIMEOUT;
+            break;
+        }
+        /* 50 us, doubling up to 5 ms between polls */
+        long ns = 50000L << (poll < 7 ? poll : 7);
+        struct timespec pause = {0, ns < 5000000L ? ns : 5000000L};
+        nanosleep(&pause, NULL);
+    }
+    if (!is_gone(b)) {
+        __u64 id = s.job_id;
+        (void)do_ioctl(b, QUAC100_IOC_BATCH_CANCEL, &id);
+    }
+    return rc;
+}
+
+int qv_quac100_kem_batch(qv_pqc_backend *b, int alg, unsigned op, size_t n, const uint8_t *in1,
+                         const uint8_t *in2, uint8_t *out1, uint8_t *out2,
+                         const size_t sizes[3], size_t *bad_index)
+{
+    size_t chunk = b->info.max_batch_size;
+    if (chunk == 0)
+        return QUAC100_ERR_NOTSUP; /* the card has no batches: the caller loops instead */
+    if (chunk > 1024)
+        chunk = 1024;
+    const size_t item_size = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizeof(struct quac100_kem_keygen)
+                             : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizeof(struct quac100_kem_encaps)
+                                                                 : sizeof(struct quac100_kem_decaps);
+    const size_t o1 = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizes[0]
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizes[1]
+                                                          : sizes[2];
+    const size_t o2 = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizes[1]
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizes[2]
+                                                          : 0;
+    if (n == 0)
+        return 0;
+    /* The request structs, item_size apart (every one is a multiple of 8 bytes). */
+    uint8_t *base = calloc(chunk < n ? chunk : n, item_size);
+    if (base == NULL)
+        return QV_ERR_NOMEM;
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += chunk) {
+        const size_t cnt = n - g < chunk ? n - g : chunk;
+        /* Outputs zeroed first: a success that left one all zero was never written. */
+        memset(out1 + g * o1, 0, cnt * o1);
+        if (out2 != NULL)
+            memset(out2 + g * o2, 0, cnt * o2);
+        for (size_t i = 0; i < cnt; i++) {
+            size_t j = g + i;
+            void *item = base + i * item_size;
+            memset(item, 0, item_size);
+            if (op == QUAC100_BATCH_OP_KEM_KEYGEN) {
+                struct quac100_kem_keygen *k = item;
+                k->algorithm = (__u32)alg;
+                set_buf(&k->pk_addr, &k->pk_size, out1 + j * o1, o1);
+                set_buf(&k->sk_addr, &k->sk_size, out2 + j * o2, o2);
+                k->result = -1;
+            } else if (op == QUAC100_BATCH_OP_KEM_ENCAPS) {
+                struct quac100_kem_encaps *e = item;
+                e->algorithm = (__u32)alg;
+                set_buf(&e->pk_addr, &e->pk_size, in1 + j * sizes[0], sizes[0]);
+                set_buf(&e->ct_addr, &e->ct_size, out1 + j * o1, o1);
+                set_buf(&e->ss_addr, &e->ss_size, out2 + j * o2, o2);
+                e->result = -1;
+            } else {
+                struct quac100_kem_decaps *d = item;
+                d->algorithm = (__u32)alg;
+                set_buf(&d->sk_addr, &d->sk_size, in1 + j * sizes[0], sizes[0]);
+                set_buf(&d->ct_addr, &d->ct_size, in2 + j * sizes[1], sizes[1]);
+                set_buf(&d->ss_addr, &d->ss_size, out1 + j * o1, o1);
+                d->result = -1;
+            }
+        }
+        rc = run_job(b, op, base, item_size, cnt);
+        if (rc != 0) {
+            if (bad_index != NULL)
+                *bad_index = g;
+            break;
+        }
+        /* Each item's own result, and the outputs it claims to have written. Only the result
+         * fields of the returned items are read: the addresses in them are ours. */
+        for (size_t i = 0; i < cnt && rc == 0; i++) {
+            const void *item = base + i * item_size;
+            __s32 r = op == QUAC100_BATCH_OP_KEM_KEYGEN
+                          ? ((const struct quac100_kem_keygen *)item)->result
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS
+                          ? ((const struct quac100_kem_encaps *)item)->result
+                          : ((const struct quac100_kem_decaps *)item)->result;
+            rc = map_result(b, r);
+            if (rc == 0 && (all_zero(out1 + (g + i) * o1, o1) ||
+                            (out2 != NULL && all_zero(out2 + (g + i) * o2, o2))))
+                rc = QUAC100_ERR_REPLY;
+            if (rc != 0 && bad_index != NULL)
+                *bad_index = g + i;
+        }
+    }
+    free(base);
+    if (rc != 0) { /* nothing of a failed batch is handed out (secret keys, shared secrets) */
+        qv_wipe(out1, n * o1);
+        if (out2 != NULL)
+            qv_wipe(out2, n * o2);
+    }
+    return rc;
 }
