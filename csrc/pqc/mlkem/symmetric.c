@@ -77,6 +77,23 @@ static void job_input(const mlkem_job *j, size_t off, size_t n, uint8_t *dst)
         memcpy(dst, j->in2 + (off - j->inlen), n);
 }
 
+/* Byte p and the little-endian word at p of the job's input in || in2. */
+static inline uint8_t job_byte(const mlkem_job *j, size_t p)
+{
+    return p < j->inlen ? j->in[p] : j->in2[p - j->inlen];
+}
+
+static inline uint64_t job_word(const mlkem_job *j, size_t p)
+{
+    if (p + 8 <= j->inlen)
+        return qv_load64_le(j->in + p);
+    if (p >= j->inlen)
+        return qv_load64_le(j->in2 + (p - j->inlen));
+    uint8_t t[8]; /* straddles the two inputs */
+    job_input(j, p, 8, t);
+    return qv_load64_le(t);
+}
+
 /* The state of up to eight sponges: word i of lane l at w[i * lanes + l], which is the
  * layout of both qv_keccakx4 (lanes = 4) and qv_keccakx8 (lanes = 8). */
 typedef union {
@@ -126,14 +143,16 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
                 }
                 size_t n = left < j->rate ? left : j->rate;
                 if (n < j->rate) {
-                    /* Last block: only the words up to the suffix byte n carry input; the
-                     * final pad bit goes straight into the last word of the rate. */
-                    const size_t nw = (n + 8) / 8;
-                    memset(block, 0, 8 * nw);
-                    job_input(j, offset[l], n, block);
-                    block[n] ^= j->suffix;
-                    for (size_t i = 0; i < nw; i++)
-                        w[i * lanes + l] ^= qv_load64_le(block + 8 * i);
+                    /* Last block: whole words straight from the input, the rest and the
+                     * domain suffix assembled in a register, the final pad bit into the last
+                     * word of the rate (no copy through a buffer). */
+                    size_t i = 0;
+                    for (; i + 8 <= n; i += 8)
+                        w[(i / 8) * lanes + l] ^= job_word(j, offset[l] + i);
+                    uint64_t v = 0;
+                    for (size_t k = 0; i + k < n; k++)
+                        v |= (uint64_t)job_byte(j, offset[l] + i + k) << (8 * k);
+                    w[(i / 8) * lanes + l] ^= v ^ ((uint64_t)j->suffix << (8 * (n - i)));
                     w[(j->rate / 8 - 1) * lanes + l] ^= 0x80ULL << 56;
                     offset[l] += n;
                     phase[l] = LANE_SQUEEZE;
