@@ -1,6 +1,7 @@
 """The test device speaks the whole ABI of vendor/quac100/quac100_ioctl.h, not only what the
 backend uses: GET_CAPS, RESET, DIAG_SELF_TEST, DIAG_GET_HEALTH, DIAG_GET_TEMP, the batch
-ioctls with bad arguments, unknown commands. Raw ioctls from Python (fcntl), with the header's numbers and layouts."""
+ioctls with bad arguments, unknown commands. Raw ioctls from Python (fcntl), with the
+header's numbers and layouts."""
 
 from __future__ import annotations
 
