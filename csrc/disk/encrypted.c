@@ -23,13 +23,13 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "core/wipe.h"
 #include "disk/encrypted_format.h"
 #include "quantavirt/errors.h"
+#include "quantavirt/hkdf.h"
 #include "quantavirt/mlkem.h"
 
 #define SS QV_ENCDISK_SECTOR_SIZE
@@ -170,26 +170,15 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 
 /* ---- key derivation and MACs (OpenSSL only) ---- */
 
-/* HKDF (RFC 5869) over SHA3-256: out = HKDF(ikm, salt, info). */
+/* HKDF (RFC 5869) over SHA3-256: out = HKDF(ikm, salt, info), through the core's one HKDF
+ * (csrc/pqc/hkdf.c, OpenSSL's EVP_KDF); the labels here are C strings. */
 static int hkdf_sha3(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
                      const char *info, uint8_t *out, size_t out_len)
 {
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-    int ok = 0;
-    if (kctx != NULL) {
-        OSSL_PARAM params[5];
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA3-256", 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-        params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-        params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
-                                                      strlen(info));
-        params[4] = OSSL_PARAM_construct_end();
-        ok = EVP_KDF_derive(kctx, out, out_len, params) == 1;
-    }
-    EVP_KDF_CTX_free(kctx);
-    EVP_KDF_free(kdf);
-    return ok ? 0 : QV_ERR_INTERNAL;
+    return qv_hkdf_sha3_256(ikm, ikm_len, salt, salt_len, (const uint8_t *)info, strlen(info),
+                            out, out_len) == 0
+               ? 0
+               : QV_ERR_INTERNAL;
 }
 
 static int hmac_sha3(const uint8_t key[32], const uint8_t *prefix, size_t prefix_len,

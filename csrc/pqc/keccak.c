@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "core/wipe.h"
+#include "pqc/keccak_x4.h"
 
-static const uint64_t keccak_round_constants[24] = {
+/* iota's round constants, shared with the fast permutations of keccak_x4.c. */
+const uint64_t qv_keccak_round_constants[24] = {
     0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
     0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
     0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
@@ -56,7 +58,7 @@ void qv_keccak_f1600(uint64_t a[25])
                 a[y + x] = c[x] ^ (~c[(x + 1) % 5] & c[(x + 2) % 5]);
         }
         /* iota */
-        a[0] ^= keccak_round_constants[round];
+        a[0] ^= qv_keccak_round_constants[round];
     }
 }
 

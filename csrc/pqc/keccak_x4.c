@@ -5,21 +5,14 @@
 
 #include <string.h>
 
+#include "core/wipe.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define QV_HAVE_AVX2_CODE 1
 #endif
 
-static const uint64_t keccak_rc[24] = {
-    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
-    0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
-    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
-    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000aULL,
-    0x000000008000808bULL, 0x800000000000008bULL, 0x8000000000008089ULL,
-    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
-    0x000000000000800aULL, 0x800000008000000aULL, 0x8000000080008081ULL,
-    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
-};
+#define keccak_rc qv_keccak_round_constants
 
 /* rho offset of lane x + 5y, and where pi moves it: B[y + 5((2x + 3y) mod 5)]. */
 static const unsigned keccak_rho_off[25] = {0,  1,  62, 28, 27, 36, 44, 6,  55, 20, 3,  10, 43,
@@ -241,20 +234,47 @@ __attribute__((target("avx512f"))) static void keccakx8_avx512(qv_keccakx8 *st)
  * whatever CPUID has). */
 static int max_level = 3;
 
-int qv_keccakx8_available(void)
+static int cpu_avx2(void)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 3 && __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx2");
 #else
     return 0;
 #endif
 }
 
-/* Only reached through qv_keccakx8_available(); the portable loop keeps it total. */
-void qv_keccak_f1600_x8(qv_keccakx8 *st)
+static int cpu_avx512vl(void)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    if (qv_keccakx8_available()) {
+    return cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_avx512f(void)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+static int level_of(int level)
+{
+    return level < 0 ? max_level : level;
+}
+
+int qv_keccakx8_available(void)
+{
+    return max_level >= 3 && cpu_avx512f();
+}
+
+void qv_keccak_f1600_x8_level(qv_keccakx8 *st, int level)
+{
+#ifdef QV_HAVE_AVX2_CODE
+    if (level_of(level) >= 3 && cpu_avx512f()) {
         keccakx8_avx512(st);
         return;
     }
@@ -269,31 +289,22 @@ void qv_keccak_f1600_x8(qv_keccakx8 *st)
     }
 }
 
-static int uses_avx512vl(void)
+void qv_keccak_f1600_x8(qv_keccakx8 *st)
 {
-#ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
+    qv_keccak_f1600_x8_level(st, QV_KECCAK_LEVEL_DEFAULT);
 }
 
 const char *qv_keccakx4_code_path(void)
 {
-    return qv_keccakx8_available() ? "avx512"
-           : uses_avx512vl()       ? "avx512vl"
-           : qv_keccakx4_uses_avx2() ? "avx2"
-                                     : "portable";
+    return qv_keccakx8_available()                ? "avx512"
+           : max_level >= 2 && cpu_avx512vl()    ? "avx512vl"
+           : qv_keccakx4_uses_avx2()              ? "avx2"
+                                                  : "portable";
 }
 
 int qv_keccakx4_uses_avx2(void)
 {
-#ifdef QV_HAVE_AVX2_CODE
-    return max_level >= 1 && __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
+    return max_level >= 1 && cpu_avx2();
 }
 
 void qv_keccakx4_set_max_level(int level)
@@ -301,14 +312,15 @@ void qv_keccakx4_set_max_level(int level)
     max_level = level < 0 ? 0 : level > 3 ? 3 : level;
 }
 
-void qv_keccak_f1600_x4(qv_keccakx4 *st)
+void qv_keccak_f1600_x4_level(qv_keccakx4 *st, int level)
 {
 #ifdef QV_HAVE_AVX2_CODE
-    if (uses_avx512vl()) {
+    level = level_of(level);
+    if (level >= 2 && cpu_avx512vl()) {
         keccakx4_avx512vl(st);
         return;
     }
-    if (qv_keccakx4_uses_avx2()) {
+    if (level >= 1 && cpu_avx2()) {
         keccakx4_avx2(st);
         return;
     }
@@ -316,52 +328,77 @@ void qv_keccak_f1600_x4(qv_keccakx4 *st)
     keccakx4_portable(st);
 }
 
-static inline uint64_t load64_le(const uint8_t *p)
+void qv_keccak_f1600_x4(qv_keccakx4 *st)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-#endif
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    qv_keccak_f1600_x4_level(st, QV_KECCAK_LEVEL_DEFAULT);
 }
 
-static inline void store64_le(uint8_t *p, uint64_t v)
+/* Sponges on `lanes` (4 or 8) interleaved states, word i of state l at w[i * lanes + l]
+ * (the layout of qv_keccakx4 and qv_keccakx8, whose first member w is). */
+static void permute_lanes(uint64_t *w, unsigned lanes, int level)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(p, &v, 8);
-    return;
-#endif
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+    if (lanes == 8)
+        qv_keccak_f1600_x8_level((qv_keccakx8 *)(void *)w, level);
+    else
+        qv_keccak_f1600_x4_level((qv_keccakx4 *)(void *)w, level);
 }
 
-void qv_keccakx4_absorb_once(qv_keccakx4 *st, unsigned rate, uint8_t suffix,
-                             const uint8_t *const in[4], size_t len)
+static void absorb_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate, uint8_t suffix,
+                         const uint8_t *const *in, size_t len)
 {
-    memset(st, 0, sizeof *st);
-    for (int l = 0; l < 4; l++) {
-        uint8_t block[200] = {0};
-        memcpy(block, in[l], len);
-        block[len] ^= suffix;
+    uint8_t block[200];
+    size_t off = 0;
+    memset(w, 0, sizeof(uint64_t) * 25 * lanes);
+    for (; len - off >= rate; off += rate) { /* whole blocks */
+        for (unsigned l = 0; l < lanes; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                w[i * lanes + l] ^= qv_load64_le(in[l] + off + 8 * i);
+        permute_lanes(w, lanes, level);
+    }
+    for (unsigned l = 0; l < lanes; l++) { /* the last partial block with pad10*1 */
+        memset(block, 0, rate);
+        memcpy(block, in[l] + off, len - off);
+        block[len - off] ^= suffix;
         block[rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
-            st->s[i][l] = load64_le(block + 8 * i);
+            w[i * lanes + l] ^= qv_load64_le(block + 8 * i);
+    }
+    qv_wipe(block, sizeof block); /* the inputs may be secret seeds */
+}
+
+static void squeeze_lanes(uint64_t *w, unsigned lanes, int level, unsigned rate,
+                          uint8_t *const *out, size_t nblocks)
+{
+    for (size_t b = 0; b < nblocks; b++) {
+        permute_lanes(w, lanes, level);
+        for (unsigned l = 0; l < lanes; l++)
+            for (unsigned i = 0; i < rate / 8; i++)
+                qv_store64_le(out[l] + b * rate + 8 * i, w[i * lanes + l]);
     }
 }
 
-void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, unsigned rate, uint8_t *const out[4],
-                                size_t nblocks)
+void qv_keccakx4_absorb(qv_keccakx4 *st, int level, unsigned rate, uint8_t suffix,
+                        const uint8_t *const in[4], size_t len)
 {
-    for (size_t b = 0; b < nblocks; b++) {
-        qv_keccak_f1600_x4(st);
-        for (int l = 0; l < 4; l++)
-            for (unsigned i = 0; i < rate / 8; i++)
-                store64_le(out[l] + b * rate + 8 * i, st->s[i][l]);
-    }
+    absorb_lanes(&st->s[0][0], 4, level, rate, suffix, in, len);
+}
+
+void qv_keccakx4_squeeze_blocks(qv_keccakx4 *st, int level, unsigned rate,
+                                uint8_t *const out[4], size_t nblocks)
+{
+    squeeze_lanes(&st->s[0][0], 4, level, rate, out, nblocks);
+}
+
+void qv_keccakx8_absorb(qv_keccakx8 *st, int level, unsigned rate, uint8_t suffix,
+                        const uint8_t *const in[8], size_t len)
+{
+    absorb_lanes(&st->s[0][0], 8, level, rate, suffix, in, len);
+}
+
+void qv_keccakx8_squeeze_blocks(qv_keccakx8 *st, int level, unsigned rate,
+                                uint8_t *const out[8], size_t nblocks)
+{
+    squeeze_lanes(&st->s[0][0], 8, level, rate, out, nblocks);
 }
 
 int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t *const in[4],
@@ -378,7 +415,7 @@ int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t
     for (size_t b = 0; b + 1 < nblocks; b++) {
         for (int l = 0; l < 4; l++)
             for (unsigned i = 0; i < rate / 8; i++)
-                st.s[i][l] ^= load64_le(in[l] + b * rate + 8 * i);
+                st.s[i][l] ^= qv_load64_le(in[l] + b * rate + 8 * i);
         qv_keccak_f1600_x4(&st);
     }
     for (int l = 0; l < 4; l++) { /* the last partial block with pad10*1 */
@@ -388,21 +425,20 @@ int qv_keccakx4_hash_lanes(unsigned rate, const uint8_t suffix[4], const uint8_t
         block[l][len[l] - off] ^= suffix[l];
         block[l][rate - 1] ^= 0x80;
         for (unsigned i = 0; i < rate / 8; i++)
-            st.s[i][l] ^= load64_le(block[l] + 8 * i);
+            st.s[i][l] ^= qv_load64_le(block[l] + 8 * i);
     }
     for (size_t done = 0; done < outlen; done += rate) {
         size_t n = outlen - done < rate ? outlen - done : rate;
         qv_keccak_f1600_x4(&st);
         for (int l = 0; l < 4; l++) {
             for (unsigned i = 0; i < (n + 7) / 8; i++)
-                store64_le(block[l] + 8 * i, st.s[i][l]);
+                qv_store64_le(block[l] + 8 * i, st.s[i][l]);
             memcpy(out[l] + done, block[l], n);
         }
     }
     /* The inputs may be secret (J hashes z): clear the copies. */
-    memset(block, 0, sizeof block);
-    memset(&st, 0, sizeof st);
-    __asm__ __volatile__("" : : "r"(block), "r"(&st) : "memory");
+    qv_wipe(block, sizeof block);
+    qv_wipe(&st, sizeof st);
     return 0;
 }
 

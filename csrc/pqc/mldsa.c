@@ -1,7 +1,7 @@
 /* ML-DSA (FIPS 204, final, August 2024): ML-DSA-44/65/87 key generation, pure signing with a
  * context string (deterministic or hedged) and verification. The algorithm is here in portable
- * C; mldsa_avx2.c holds the AVX2 / AVX-512 kernels and mldsa_keccak_lanes.c the multi-lane
- * SHAKE, chosen at run time from CPUID (qv_mldsa_code_path) and bit-identical to the C.
+ * C; mldsa_avx2.c holds the AVX2 / AVX-512 kernels and keccak_x4.c (shared with ML-KEM) the
+ * multi-lane SHAKE, chosen at run time from CPUID (qv_mldsa_code_path) and bit-identical to the C.
  *
  * Arithmetic is mod q = 8380417 in signed 32-bit lanes with Montgomery multiplication
  * (R = 2^32); polynomials are multiplied in the NTT domain. Everything that touches secret
@@ -425,7 +425,7 @@ POLY_KERNEL_VOID(poly_use_hint, (poly *w, const poly *h, int32_t gamma2), (w, h,
 typedef struct {
     union {
         qv_keccak scalar;
-        qv_mldsa_keccak_x4 x4;
+        qv_keccakx4 x4;
     } u;
     unsigned offset; /* x4 only: byte position in the current block of lane 0 */
     int fast, squeezing;
@@ -438,7 +438,6 @@ static void xof_init(xof1 *h)
     h->squeezing = 0;
     if (h->fast) {
         memset(&h->u.x4, 0, sizeof h->u.x4);
-        h->u.x4.rate = QV_SHAKE256_RATE;
     } else {
         qv_shake256_init(&h->u.scalar);
     }
@@ -450,7 +449,7 @@ static void xof_absorb(xof1 *h, const uint8_t *in, size_t len)
         qv_keccak_absorb(&h->u.scalar, in, len);
         return;
     }
-    uint64_t *s = h->u.x4.s;
+    uint64_t *s = &h->u.x4.s[0][0];
     while (len > 0) {
         if (h->offset % 8 == 0 && len >= 8) { /* whole lanes */
             uint64_t v = 0;
@@ -466,7 +465,7 @@ static void xof_absorb(xof1 *h, const uint8_t *in, size_t len)
             len--;
         }
         if (h->offset == QV_SHAKE256_RATE) {
-            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            qv_keccak_f1600_x4_level(&h->u.x4, qv_mldsa_keccak_level());
             h->offset = 0;
         }
     }
@@ -478,17 +477,17 @@ static void xof_squeeze(xof1 *h, uint8_t *out, size_t len)
         qv_keccak_squeeze(&h->u.scalar, out, len);
         return;
     }
-    uint64_t *s = h->u.x4.s;
+    uint64_t *s = &h->u.x4.s[0][0];
     if (!h->squeezing) { /* SHAKE padding, then the first permutation */
         s[4 * (h->offset / 8)] ^= (uint64_t)0x1F << (8 * (h->offset % 8));
         s[4 * ((QV_SHAKE256_RATE - 1) / 8)] ^= (uint64_t)0x80 << (8 * ((QV_SHAKE256_RATE - 1) % 8));
-        qv_mldsa_keccak_x4_permute(&h->u.x4);
+        qv_keccak_f1600_x4_level(&h->u.x4, qv_mldsa_keccak_level());
         h->offset = 0;
         h->squeezing = 1;
     }
     while (len > 0) {
         if (h->offset == QV_SHAKE256_RATE) {
-            qv_mldsa_keccak_x4_permute(&h->u.x4);
+            qv_keccak_f1600_x4_level(&h->u.x4, qv_mldsa_keccak_level());
             h->offset = 0;
         }
         *out++ = (uint8_t)(s[4 * (h->offset / 8)] >> (8 * (h->offset % 8)));
@@ -696,10 +695,10 @@ static void sample_in_ball(poly *c, const uint8_t *ctilde, size_t len, unsigned 
 #define XOF_LANES_MAX 8
 typedef struct {
     union {
-        qv_mldsa_keccak_x4 x4;
-        qv_mldsa_keccak_x8 x8;
+        qv_keccakx4 x4;
+        qv_keccakx8 x8;
     } st;
-    unsigned lanes;
+    unsigned lanes, rate;
     uint8_t buf[XOF_LANES_MAX][SHAKE128_BLOCKS_A * QV_SHAKE128_RATE];
     uint8_t seed[XOF_LANES_MAX][66];
 } xof_multi;
@@ -715,9 +714,9 @@ static void xof_multi_squeeze(xof_multi *x, size_t nblocks)
     for (unsigned l = 0; l < XOF_LANES_MAX; l++)
         out[l] = x->buf[l];
     if (x->lanes == 8)
-        qv_mldsa_keccak_x8_squeezeblocks(&x->st.x8, out, nblocks);
+        qv_keccakx8_squeeze_blocks(&x->st.x8, qv_mldsa_keccak_level(), x->rate, out, nblocks);
     else
-        qv_mldsa_keccak_x4_squeezeblocks(&x->st.x4, out, nblocks);
+        qv_keccakx4_squeeze_blocks(&x->st.x4, qv_mldsa_keccak_level(), x->rate, out, nblocks);
 }
 
 static void xof_multi_start(xof_multi *x, unsigned rate, size_t seed_len, size_t nblocks)
@@ -725,10 +724,11 @@ static void xof_multi_start(xof_multi *x, unsigned rate, size_t seed_len, size_t
     const uint8_t *in[XOF_LANES_MAX];
     for (unsigned l = 0; l < XOF_LANES_MAX; l++)
         in[l] = x->seed[l];
-    if (x->lanes == 8)
-        qv_mldsa_keccak_x8_absorb(&x->st.x8, rate, in, seed_len);
+    x->rate = rate;
+    if (x->lanes == 8) /* SHAKE128 / SHAKE256: domain suffix 1111 */
+        qv_keccakx8_absorb(&x->st.x8, qv_mldsa_keccak_level(), rate, 0x1F, in, seed_len);
     else
-        qv_mldsa_keccak_x4_absorb(&x->st.x4, rate, in, seed_len);
+        qv_keccakx4_absorb(&x->st.x4, qv_mldsa_keccak_level(), rate, 0x1F, in, seed_len);
     xof_multi_squeeze(x, nblocks);
 }
 

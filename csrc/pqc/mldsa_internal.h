@@ -1,12 +1,13 @@
 /* Internal to the ML-DSA implementation: constants, code-path selection and the vector
- * kernels shared by mldsa.c (the algorithm, portable C), mldsa_avx2.c (AVX2 / AVX-512
- * kernels) and mldsa_keccak_lanes.c (four- and eight-lane SHAKE). */
+ * kernels shared by mldsa.c (the algorithm, portable C) and mldsa_avx2.c (AVX2 / AVX-512
+ * kernels). Four- and eight-lane SHAKE runs on the shared Keccak of pqc/keccak_x4.h. */
 #ifndef QV_PQC_MLDSA_INTERNAL_H
 #define QV_PQC_MLDSA_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pqc/keccak_x4.h"
 #include "quantavirt/mldsa.h"
 
 #define QV_MLDSA_N 256
@@ -52,31 +53,12 @@ unsigned qv_mldsa_rej_uniform_avx2(int32_t *a, unsigned j, const uint8_t *buf, s
 void qv_mldsa_unpack_mask_avx2(int32_t y[QV_MLDSA_N], const uint8_t *in, unsigned bits,
                                int32_t gamma1);
 
-/* Four SHAKE sponges in step (mldsa_keccak_lanes.c). absorb: the four inputs, all `len` bytes,
- * then SHAKE padding (rate 168 = SHAKE128, 136 = SHAKE256). squeezeblocks: `nblocks` blocks
- * of `rate` bytes into each out[l]. */
-typedef struct {
-    uint64_t s[25 * 4]; /* lane i of sponge l at s[4 i + l] */
-    unsigned rate;
-} qv_mldsa_keccak_x4;
-
-void qv_mldsa_keccak_x4_absorb(qv_mldsa_keccak_x4 *st, unsigned rate,
-                               const uint8_t *const in[4], size_t len);
-/* One Keccak-f[1600] on all four states. */
-void qv_mldsa_keccak_x4_permute(qv_mldsa_keccak_x4 *st);
-void qv_mldsa_keccak_x4_squeezeblocks(qv_mldsa_keccak_x4 *st, uint8_t *const out[4],
-                                      size_t nblocks);
-
-/* Eight sponges in step, for the AVX-512 path only (Keccak-f[1600] on 512-bit registers;
- * elsewhere it runs the scalar permutation eight times). Same contract as the four-way one. */
-typedef struct {
-    uint64_t s[25 * 8]; /* lane i of sponge l at s[8 i + l] */
-    unsigned rate;
-} qv_mldsa_keccak_x8;
-
-void qv_mldsa_keccak_x8_absorb(qv_mldsa_keccak_x8 *st, unsigned rate,
-                               const uint8_t *const in[8], size_t len);
-void qv_mldsa_keccak_x8_squeezeblocks(qv_mldsa_keccak_x8 *st, uint8_t *const out[8],
-                                      size_t nblocks);
+/* The shared multi-lane Keccak's level (QV_KECCAK_LEVEL_*) for ML-DSA's code path: portable,
+ * AVX2, or AVX-512 (eight lanes in zmm registers, four with AVX-512VL). */
+static inline int qv_mldsa_keccak_level(void)
+{
+    int path = qv_mldsa_path();
+    return path >= QV_MLDSA_PATH_AVX512 ? 3 : path >= QV_MLDSA_PATH_AVX2 ? 1 : 0;
+}
 
 #endif

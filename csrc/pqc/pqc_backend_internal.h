@@ -37,6 +37,17 @@ int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
                       const uint8_t *msg, size_t msg_len, const uint8_t *sig, size_t sig_len,
                       const uint8_t *ctx, size_t ctx_len);
 
+/* ML-KEM batches through BATCH_SUBMIT (op: QUAC100_BATCH_OP_KEM_*), in jobs of at most the
+ * card's max_batch_size items. sizes[]: keygen {pk, sk}, encaps {pk, ct, ss}, decaps
+ * {sk, ct, ss}; keygen fills out1 = pks, out2 = sks; encaps reads in1 = pks and fills
+ * out1 = cts, out2 = sss; decaps reads in1 = sks, in2 = cts and fills out1 = sss. Inputs
+ * have passed the FIPS 203 checks. On failure *bad_index names the first failing item (the
+ * job's first for a job-level failure) and every output is wiped. QUAC100_ERR_NOTSUP when
+ * the card reports no batch capacity (max_batch_size 0). */
+int qv_quac100_kem_batch(qv_pqc_backend *b, int alg, unsigned op, size_t n, const uint8_t *in1,
+                         const uint8_t *in2, uint8_t *out1, uint8_t *out2,
+                         const size_t sizes[3], size_t *bad_index);
+
 /* liboqs.c: PQC_ERR_BACKEND when the library or the algorithm is missing. */
 int qv_liboqs_attach(qv_pqc_backend *b);
 void qv_liboqs_detach(qv_pqc_backend *b);

@@ -11,8 +11,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/wipe.h"
 #include "pqc/pqc_backend_internal.h"
 #include "quac100/quac100_ioctl.h"
 #include "quantavirt/errors.h"
@@ -273,6 +275,20 @@ int qv_quac100_list(qv_quac100_info *infos, int max, int *count)
     return 0;
 }
 
+/* One buffer of a request: its user address and size fields. */
+static void set_buf(__u64 *addr, __u64 *size, const void *p, size_t len)
+{
+    *addr = addr_of(p);
+    *size = len;
+}
+
+/* The ioctl, then the card's result code (the field the reply fills in). */
+static int submit(qv_pqc_backend *b, unsigned long request, void *arg, const __s32 *result)
+{
+    int rc = do_ioctl(b, request, arg);
+    return rc != 0 ? rc : map_result(b, *result);
+}
+
 static int need_quac100(qv_pqc_backend *b)
 {
     if (b == NULL || b->kind != QV_PQC_BACKEND_QUAC100)
@@ -319,11 +335,8 @@ int qv_quac100_random(qv_pqc_backend *b, uint8_t *buf, size_t len)
         return PQC_ERR_SIZE;
     struct quac100_random r;
     memset(&r, 0, sizeof(r));
-    r.buf_addr = addr_of(buf);
-    r.length = len;
-    rc = do_ioctl(b, QUAC100_IOC_RANDOM, &r);
-    if (rc == 0)
-        rc = map_result(b, r.result);
+    set_buf(&r.buf_addr, &r.length, buf, len);
+    rc = submit(b, QUAC100_IOC_RANDOM, &r, &r.result);
     if (rc != 0 && buf != NULL)
         memset(buf, 0, len);
     return rc;
@@ -337,19 +350,15 @@ int qv_quac100_keygen(qv_pqc_backend *b, int alg, const uint8_t *seed, size_t se
     struct quac100_kem_keygen k;
     memset(&k, 0, sizeof(k));
     k.algorithm = (__u32)alg;
-    k.pk_addr = addr_of(pk);
-    k.pk_size = pk_len;
-    k.sk_addr = addr_of(sk);
-    k.sk_size = sk_len;
+    set_buf(&k.pk_addr, &k.pk_size, pk, pk_len);
+    set_buf(&k.sk_addr, &k.sk_size, sk, sk_len);
     if (seed != NULL) {
         k.flags = QUAC100_KEYGEN_FLAG_SEED;
-        k.seed_addr = addr_of(seed);
-        k.seed_size = seed_len;
+        set_buf(&k.seed_addr, &k.seed_size, seed, seed_len);
     }
     unsigned long req = QUAC100_ALG_FAMILY(alg) == QUAC100_FAMILY_KEM ? QUAC100_IOC_KEM_KEYGEN
                                                                        : QUAC100_IOC_SIGN_KEYGEN;
-    int rc = do_ioctl(b, req, &k);
-    return rc != 0 ? rc : map_result(b, k.result);
+    return submit(b, req, &k, &k.result);
 }
 
 int qv_quac100_encaps(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_len,
@@ -360,15 +369,10 @@ int qv_quac100_encaps(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
     memset(ct, 0, ct_len);
     memset(ss, 0, ss_len);
     e.algorithm = (__u32)alg;
-    e.pk_addr = addr_of(pk);
-    e.pk_size = pk_len;
-    e.ct_addr = addr_of(ct);
-    e.ct_size = ct_len;
-    e.ss_addr = addr_of(ss);
-    e.ss_size = ss_len;
-    int rc = do_ioctl(b, QUAC100_IOC_KEM_ENCAPS, &e);
-    if (rc == 0)
-        rc = map_result(b, e.result);
+    set_buf(&e.pk_addr, &e.pk_size, pk, pk_len);
+    set_buf(&e.ct_addr, &e.ct_size, ct, ct_len);
+    set_buf(&e.ss_addr, &e.ss_size, ss, ss_len);
+    int rc = submit(b, QUAC100_IOC_KEM_ENCAPS, &e, &e.result);
     if (rc == 0 && (all_zero(ct, ct_len) || all_zero(ss, ss_len)))
         rc = QUAC100_ERR_REPLY;
     return rc;
@@ -381,15 +385,10 @@ int qv_quac100_decaps(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_l
     memset(&d, 0, sizeof(d));
     memset(ss, 0, ss_len);
     d.algorithm = (__u32)alg;
-    d.ct_addr = addr_of(ct);
-    d.ct_size = ct_len;
-    d.sk_addr = addr_of(sk);
-    d.sk_size = sk_len;
-    d.ss_addr = addr_of(ss);
-    d.ss_size = ss_len;
-    int rc = do_ioctl(b, QUAC100_IOC_KEM_DECAPS, &d);
-    if (rc == 0)
-        rc = map_result(b, d.result);
+    set_buf(&d.ct_addr, &d.ct_size, ct, ct_len);
+    set_buf(&d.sk_addr, &d.sk_size, sk, sk_len);
+    set_buf(&d.ss_addr, &d.ss_size, ss, ss_len);
+    int rc = submit(b, QUAC100_IOC_KEM_DECAPS, &d, &d.result);
     if (rc == 0 && all_zero(ss, ss_len))
         rc = QUAC100_ERR_REPLY;
     return rc;
@@ -406,17 +405,11 @@ int qv_quac100_sign(qv_pqc_backend *b, int alg, const uint8_t *sk, size_t sk_len
     memset(sig, 0, sig_len);
     s.algorithm = (__u32)alg;
     s.flags = deterministic ? QUAC100_SIGN_FLAG_DETERMINISTIC : 0;
-    s.sk_addr = addr_of(sk);
-    s.sk_size = sk_len;
-    s.msg_addr = addr_of(msg);
-    s.msg_size = msg_len;
-    s.sig_addr = addr_of(sig);
-    s.sig_size = sig_len;
-    s.context_addr = addr_of(ctx);
-    s.context_size = ctx_len;
-    int rc = do_ioctl(b, QUAC100_IOC_SIGN, &s);
-    if (rc == 0)
-        rc = map_result(b, s.result);
+    set_buf(&s.sk_addr, &s.sk_size, sk, sk_len);
+    set_buf(&s.msg_addr, &s.msg_size, msg, msg_len);
+    set_buf(&s.sig_addr, &s.sig_size, sig, sig_len);
+    set_buf(&s.context_addr, &s.context_size, ctx, ctx_len);
+    int rc = submit(b, QUAC100_IOC_SIGN, &s, &s.result);
     /* ML-DSA signatures have one fixed size: anything else is a broken reply. */
     if (rc == 0 && (s.sig_actual != sig_len || all_zero(sig, sig_len)))
         rc = QUAC100_ERR_REPLY;
@@ -432,14 +425,10 @@ int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
     struct quac100_verify v;
     memset(&v, 0, sizeof(v));
     v.algorithm = (__u32)alg;
-    v.pk_addr = addr_of(pk);
-    v.pk_size = pk_len;
-    v.msg_addr = addr_of(msg);
-    v.msg_size = msg_len;
-    v.sig_addr = addr_of(sig);
-    v.sig_size = sig_len;
-    v.context_addr = addr_of(ctx);
-    v.context_size = ctx_len;
+    set_buf(&v.pk_addr, &v.pk_size, pk, pk_len);
+    set_buf(&v.msg_addr, &v.msg_size, msg, msg_len);
+    set_buf(&v.sig_addr, &v.sig_size, sig, sig_len);
+    set_buf(&v.context_addr, &v.context_size, ctx, ctx_len);
     /* Pre-set to "invalid": a reply that never fills in the result does not say "valid". */
     v.result = QUAC100_RES_VERIFICATION_FAILED;
     int rc = do_ioctl(b, QUAC100_IOC_VERIFY, &v);
@@ -450,4 +439,177 @@ int qv_quac100_verify(qv_pqc_backend *b, int alg, const uint8_t *pk, size_t pk_l
         return PQC_ERR_VERIFY;
     }
     return map_result(b, v.result);
+}
+
+/* ---- batches: BATCH_SUBMIT, BATCH_STATUS, BATCH_CANCEL ------------------------------ */
+
+/* How long the host waits for one job before cancelling it (QUANTAVIRT_QUAC100_BATCH_TIMEOUT_MS
+ * overrides it, for tests). */
+#define BATCH_TIMEOUT_MS 5000u
+
+static unsigned batch_timeout_ms(void)
+{
+    const char *env = getenv("QUANTAVIRT_QUAC100_BATCH_TIMEOUT_MS");
+    if (env != NULL && env[0] != '\0') {
+        char *end = NULL;
+        unsigned long v = strtoul(env, &end, 10);
+        if (end != NULL && *end == '\0' && v > 0 && v <= 600000)
+            return (unsigned)v;
+    }
+    return BATCH_TIMEOUT_MS;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One job of `count` items: submit, then poll until the card reports it finished. A job that
+ * does not finish in time, or whose status makes no sense, is cancelled so that the card stops
+ * working on the caller's buffers. */
+static int run_job(qv_pqc_backend *b, unsigned op, void *items, size_t item_size, size_t count)
+{
+    const unsigned timeout = batch_timeout_ms();
+    struct quac100_batch_submit s;
+    memset(&s, 0, sizeof(s));
+    s.items_addr = addr_of(items);
+    s.item_count = (__u32)count;
+    s.item_size = (__u32)item_size;
+    s.flags = op;
+    s.timeout_ms = timeout;
+    s.result = -1; /* never written: a malformed reply */
+    int rc = submit(b, QUAC100_IOC_BATCH_SUBMIT, &s, &s.result);
+    if (rc != 0)
+        return rc;
+    uint64_t done = (uint64_t)s.completed + s.failed;
+    if (done == count)
+        return 0;
+    if (done > count)
+        return QUAC100_ERR_REPLY;
+    const uint64_t start = now_ms();
+    for (unsigned poll = 0;; poll++) {
+        struct quac100_batch_status st;
+        memset(&st, 0, sizeof(st));
+        st.job_id = s.job_id;
+        st.result = -1;
+        rc = submit(b, QUAC100_IOC_BATCH_STATUS, &st, &st.result);
+        if (rc != 0)
+            break;
+        if (st.status == QUAC100_BATCH_DONE) {
+            done = (uint64_t)st.completed + st.failed;
+            return done == count ? 0 : QUAC100_ERR_REPLY;
+        }
+        if (st.status == QUAC100_BATCH_CANCELLED) {
+            rc = QUAC100_ERR_DEVICE;
+            break;
+        }
+        if (st.status != QUAC100_BATCH_PENDING && st.status != QUAC100_BATCH_RUNNING) {
+            rc = QUAC100_ERR_REPLY;
+            break;
+        }
+        if (now_ms() - start >= timeout) {
+            rc = QUAC100_ERR_TIMEOUT;
+            break;
+        }
+        /* 50 us, doubling up to 5 ms between polls */
+        long ns = 50000L << (poll < 7 ? poll : 7);
+        struct timespec pause = {0, ns < 5000000L ? ns : 5000000L};
+        nanosleep(&pause, NULL);
+    }
+    if (!is_gone(b)) {
+        __u64 id = s.job_id;
+        (void)do_ioctl(b, QUAC100_IOC_BATCH_CANCEL, &id);
+    }
+    return rc;
+}
+
+int qv_quac100_kem_batch(qv_pqc_backend *b, int alg, unsigned op, size_t n, const uint8_t *in1,
+                         const uint8_t *in2, uint8_t *out1, uint8_t *out2,
+                         const size_t sizes[3], size_t *bad_index)
+{
+    size_t chunk = b->info.max_batch_size;
+    if (chunk == 0)
+        return QUAC100_ERR_NOTSUP; /* the card has no batches: the caller loops instead */
+    if (chunk > 1024)
+        chunk = 1024;
+    const size_t item_size = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizeof(struct quac100_kem_keygen)
+                             : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizeof(struct quac100_kem_encaps)
+                                                                 : sizeof(struct quac100_kem_decaps);
+    const size_t o1 = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizes[0]
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizes[1]
+                                                          : sizes[2];
+    const size_t o2 = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizes[1]
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizes[2]
+                                                          : 0;
+    if (n == 0)
+        return 0;
+    /* The request structs, item_size apart (every one is a multiple of 8 bytes). */
+    uint8_t *base = calloc(chunk < n ? chunk : n, item_size);
+    if (base == NULL)
+        return QV_ERR_NOMEM;
+    int rc = 0;
+    for (size_t g = 0; g < n && rc == 0; g += chunk) {
+        const size_t cnt = n - g < chunk ? n - g : chunk;
+        /* Outputs zeroed first: a success that left one all zero was never written. */
+        memset(out1 + g * o1, 0, cnt * o1);
+        if (out2 != NULL)
+            memset(out2 + g * o2, 0, cnt * o2);
+        for (size_t i = 0; i < cnt; i++) {
+            size_t j = g + i;
+            void *item = base + i * item_size;
+            memset(item, 0, item_size);
+            if (op == QUAC100_BATCH_OP_KEM_KEYGEN) {
+                struct quac100_kem_keygen *k = item;
+                k->algorithm = (__u32)alg;
+                set_buf(&k->pk_addr, &k->pk_size, out1 + j * o1, o1);
+                set_buf(&k->sk_addr, &k->sk_size, out2 + j * o2, o2);
+                k->result = -1;
+            } else if (op == QUAC100_BATCH_OP_KEM_ENCAPS) {
+                struct quac100_kem_encaps *e = item;
+                e->algorithm = (__u32)alg;
+                set_buf(&e->pk_addr, &e->pk_size, in1 + j * sizes[0], sizes[0]);
+                set_buf(&e->ct_addr, &e->ct_size, out1 + j * o1, o1);
+                set_buf(&e->ss_addr, &e->ss_size, out2 + j * o2, o2);
+                e->result = -1;
+            } else {
+                struct quac100_kem_decaps *d = item;
+                d->algorithm = (__u32)alg;
+                set_buf(&d->sk_addr, &d->sk_size, in1 + j * sizes[0], sizes[0]);
+                set_buf(&d->ct_addr, &d->ct_size, in2 + j * sizes[1], sizes[1]);
+                set_buf(&d->ss_addr, &d->ss_size, out1 + j * o1, o1);
+                d->result = -1;
+            }
+        }
+        rc = run_job(b, op, base, item_size, cnt);
+        if (rc != 0) {
+            if (bad_index != NULL)
+                *bad_index = g;
+            break;
+        }
+        /* Each item's own result, and the outputs it claims to have written. Only the result
+         * fields of the returned items are read: the addresses in them are ours. */
+        for (size_t i = 0; i < cnt && rc == 0; i++) {
+            const void *item = base + i * item_size;
+            __s32 r = op == QUAC100_BATCH_OP_KEM_KEYGEN
+                          ? ((const struct quac100_kem_keygen *)item)->result
+                      : op == QUAC100_BATCH_OP_KEM_ENCAPS
+                          ? ((const struct quac100_kem_encaps *)item)->result
+                          : ((const struct quac100_kem_decaps *)item)->result;
+            rc = map_result(b, r);
+            if (rc == 0 && (all_zero(out1 + (g + i) * o1, o1) ||
+                            (out2 != NULL && all_zero(out2 + (g + i) * o2, o2))))
+                rc = QUAC100_ERR_REPLY;
+            if (rc != 0 && bad_index != NULL)
+                *bad_index = g + i;
+        }
+    }
+    free(base);
+    if (rc != 0) { /* nothing of a failed batch is handed out (secret keys, shared secrets) */
+        qv_wipe(out1, n * o1);
+        if (out2 != NULL)
+            qv_wipe(out2, n * o2);
+    }
+    return rc;
 }

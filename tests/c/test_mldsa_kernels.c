@@ -280,12 +280,12 @@ static void check_keccak_x4(void)
                         in[l][i] = (uint8_t)rng();
                 const uint8_t *ins[4] = {in[0], in[1], in[2], in[3]};
                 uint8_t *outs[4] = {got[0], got[1], got[2], got[3]};
-                qv_mldsa_keccak_x4 st;
-                qv_mldsa_keccak_x4_absorb(&st, rates[r], ins, lens[li]);
-                qv_mldsa_keccak_x4_squeezeblocks(&st, outs, 2);
+                qv_keccakx4 st;
+                qv_keccakx4_absorb(&st, qv_mldsa_keccak_level(), rates[r], 0x1F, ins, lens[li]);
+                qv_keccakx4_squeeze_blocks(&st, qv_mldsa_keccak_level(), rates[r], outs, 2);
                 uint8_t *more[4] = {got[0] + 2 * rates[r], got[1] + 2 * rates[r],
                                     got[2] + 2 * rates[r], got[3] + 2 * rates[r]};
-                qv_mldsa_keccak_x4_squeezeblocks(&st, more, 1);
+                qv_keccakx4_squeeze_blocks(&st, qv_mldsa_keccak_level(), rates[r], more, 1);
                 for (unsigned l = 0; l < 4; l++) {
                     if (rates[r] == QV_SHAKE128_RATE)
                         qv_shake128(want, 3 * rates[r], in[l], lens[li]);
@@ -315,10 +315,10 @@ static void check_keccak_x4(void)
                     outs[l] = got8[l];
                     more[l] = got8[l] + 2 * rates[r];
                 }
-                qv_mldsa_keccak_x8 st8;
-                qv_mldsa_keccak_x8_absorb(&st8, rates[r], ins, lens[li]);
-                qv_mldsa_keccak_x8_squeezeblocks(&st8, outs, 2);
-                qv_mldsa_keccak_x8_squeezeblocks(&st8, more, 1);
+                qv_keccakx8 st8;
+                qv_keccakx8_absorb(&st8, qv_mldsa_keccak_level(), rates[r], 0x1F, ins, lens[li]);
+                qv_keccakx8_squeeze_blocks(&st8, qv_mldsa_keccak_level(), rates[r], outs, 2);
+                qv_keccakx8_squeeze_blocks(&st8, qv_mldsa_keccak_level(), rates[r], more, 1);
                 for (unsigned l = 0; l < 8; l++) {
                     if (rates[r] == QV_SHAKE128_RATE)
                         qv_shake128(want, 3 * rates[r], in8[l], lens[li]);

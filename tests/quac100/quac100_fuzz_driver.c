@@ -78,6 +78,28 @@ int main(int argc, char **argv)
         if (rc != 0)
             expect(memcmp(ss, (uint8_t[32]){0}, 32) == 0, "failed decaps output wiped", rc);
 
+        /* KEM batches (BATCH_SUBMIT): three rows of the same key / ciphertext */
+        static uint8_t pks3[3 * 1568], sks3[3 * 3168], cts3[3 * 1568], sss3[3 * 32];
+        size_t bad = 0;
+        for (int i = 0; i < 3; i++) {
+            memcpy(pks3 + i * pkb, pk2, pkb);
+            memcpy(sks3 + i * skb, sk2, skb);
+            memcpy(cts3 + i * ctb, ct, ctb);
+        }
+        rc = qv_pqc_kem_decaps_batch(card, kem, 3, sks3, cts3, sss3, &bad);
+        expect(rc == 0 || is_quac_error(rc), "decaps batch code", rc);
+        if (rc != 0)
+            expect(memcmp(sss3, (uint8_t[96]){0}, 96) == 0 && bad < 3, "failed batch wiped", rc);
+        rc = qv_pqc_kem_encaps_batch(card, kem, 3, pks3, cts3, sss3, &bad);
+        expect(rc == 0 || is_quac_error(rc), "encaps batch code", rc);
+        rc = qv_pqc_kem_keygen_batch(card, kem, 3, pks3, sks3, &bad);
+        expect(rc == 0 || is_quac_error(rc), "keygen batch code", rc);
+        if (rc == 0) { /* checked key pairs: each one works */
+            qv_pqc_kem_encaps(sw, kem, pks3 + 2 * pkb, pkb, ct2, ctb, ss, 32);
+            qv_pqc_kem_decaps(sw, kem, sks3 + 2 * skb, skb, ct2, ctb, ss2, 32);
+            expect(memcmp(ss, ss2, 32) == 0, "batch keypair works", rc);
+        }
+
         /* ML-DSA: keygen, sign, verify */
         rc = qv_pqc_sig_keygen(card, dsa, seed, 32, pk, spkb, sk, sskb);
         if (rc == 0) {

@@ -17,7 +17,10 @@
  * clears them): version=N, info_size=N, fail_result=N, fail_errno=N, sig_actual=N,
  * exit_after=N (the Nth cryptographic request makes the server exit without answering:
  * the device vanishes mid-operation), no_write=1, corrupt=1, ignore_seed=1, garbage=SEED
- * (random replies: result codes, sig_actual, output bytes, errnos). */
+ * (random replies: result codes, sig_actual, output bytes, errnos); for the batch ioctls:
+ * batch_max=N (GET_INFO's max_batch_size, 0 = no batches), batch_async=N (a job answers
+ * "running" to the first N BATCH_STATUS polls), batch_stuck=1 (jobs never finish: only
+ * BATCH_CANCEL ends them), batch_count=N (BATCH_SUBMIT and BATCH_STATUS report N items done, whatever ran). */
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -53,7 +56,18 @@ struct faults {
     int ignore_seed;
     int garbage;
     uint64_t rng;
+    uint32_t batch_max;
+    long batch_async;
+    int batch_stuck;
+    long batch_count; /* -1: honest */
 };
+
+/* The last batch job, for BATCH_STATUS and BATCH_CANCEL. */
+static struct {
+    __u64 id;
+    __u32 count, completed, failed, status;
+    long polls;
+} job;
 
 static struct faults faults;
 static const char *device_name = "quac100_15";
@@ -66,6 +80,8 @@ static void faults_reset(void)
     memset(&faults, 0, sizeof(faults));
     faults.version = QUAC100_INTERFACE_VERSION;
     faults.sig_actual = -1;
+    faults.batch_max = 1024;
+    faults.batch_count = -1;
 }
 
 /* `key=value`; returns 0 or -1 for an unknown key. */
@@ -101,7 +117,15 @@ static int set_fault(const char *line)
     else if (strcmp(key, "garbage") == 0) {
         faults.garbage = 1;
         faults.rng = (uint64_t)value * 0x9E3779B97F4A7C15ull + 1;
-    } else
+    } else if (strcmp(key, "batch_max") == 0)
+        faults.batch_max = (uint32_t)value;
+    else if (strcmp(key, "batch_async") == 0)
+        faults.batch_async = (long)value;
+    else if (strcmp(key, "batch_stuck") == 0)
+        faults.batch_stuck = value != 0;
+    else if (strcmp(key, "batch_count") == 0)
+        faults.batch_count = (long)value;
+    else
         return -1;
     return 0;
 }
@@ -502,10 +526,116 @@ static int garbage_plan(pid_t pid, unsigned int cmd, void *arg)
         v->result = pick == 3 ? 0 : random_result();
         break;
     }
+    case QUAC100_IOC_BATCH_SUBMIT: {
+        /* random counts, and random result fields in the caller's items (the outputs keep
+         * whatever was there: zeros, as the host cleared them) */
+        struct quac100_batch_submit *b = arg;
+        b->result = result;
+        b->completed = pick == 4 ? b->item_count : (__u32)rnd();
+        b->failed = pick == 4 ? 0 : (__u32)(rnd() % 4);
+        b->job_id = rnd();
+        __u64 n = b->item_count < 64 ? b->item_count : 64;
+        for (__u64 i = 0; i < n && b->item_size >= 64; i++) {
+            __s32 r = rnd() % 2 ? 0 : random_result();
+            __u64 off = b->item_size == sizeof(struct quac100_kem_keygen)
+                            ? __builtin_offsetof(struct quac100_kem_keygen, result)
+                            : __builtin_offsetof(struct quac100_kem_encaps, result);
+            (void)to_user(pid, b->items_addr + i * b->item_size + off, &r, sizeof(r));
+        }
+        break;
+    }
     default:
         return 0;
     }
     return 1;
+}
+
+/* BATCH_SUBMIT: the items (request structs of one ML-KEM operation) fetched from the caller,
+ * run one by one as their single ioctls would be, their result fields written back. */
+static int op_batch(pid_t pid, struct quac100_batch_submit *s)
+{
+    const unsigned op = s->flags & QUAC100_BATCH_OP_MASK;
+    const size_t want = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? sizeof(struct quac100_kem_keygen)
+                        : op == QUAC100_BATCH_OP_KEM_ENCAPS ? sizeof(struct quac100_kem_encaps)
+                        : op == QUAC100_BATCH_OP_KEM_DECAPS ? sizeof(struct quac100_kem_decaps)
+                                                            : 0;
+    if (want == 0) {
+        s->result = QUAC100_RES_NOT_SUPPORTED;
+        return 0;
+    }
+    if (s->item_size != want || s->item_count == 0 || s->item_count > faults.batch_max) {
+        s->result = QUAC100_RES_INVALID_PARAMETER;
+        return 0;
+    }
+    memset(&job, 0, sizeof(job));
+    job.id = (__u64)time(NULL) * 1000 + (__u64)(crypto_requests % 1000);
+    job.count = s->item_count;
+    s->job_id = job.id;
+    s->result = QUAC100_OK;
+    if (faults.batch_stuck) { /* accepted, never run */
+        job.status = QUAC100_BATCH_RUNNING;
+        return 0;
+    }
+    uint8_t *items = malloc((size_t)s->item_count * want);
+    if (items == NULL)
+        return -ENOMEM;
+    if (from_user(pid, items, s->items_addr, (__u64)s->item_count * want) != 0) {
+        free(items);
+        return -EFAULT;
+    }
+    for (__u32 i = 0; i < s->item_count; i++) {
+        void *item = items + (size_t)i * want;
+        int rc = op == QUAC100_BATCH_OP_KEM_KEYGEN   ? op_keygen(pid, item, 1)
+                 : op == QUAC100_BATCH_OP_KEM_ENCAPS ? op_encaps(pid, item)
+                                                     : op_decaps(pid, item);
+        if (rc < 0) {
+            free(items);
+            return rc;
+        }
+        __s32 r = op == QUAC100_BATCH_OP_KEM_KEYGEN ? ((struct quac100_kem_keygen *)item)->result
+                  : op == QUAC100_BATCH_OP_KEM_ENCAPS
+                      ? ((struct quac100_kem_encaps *)item)->result
+                      : ((struct quac100_kem_decaps *)item)->result;
+        if (r == QUAC100_OK)
+            job.completed++;
+        else
+            job.failed++;
+    }
+    int rc = to_user(pid, s->items_addr, items, (__u64)s->item_count * want);
+    free(items);
+    if (rc != 0)
+        return -EFAULT;
+    job.status = QUAC100_BATCH_DONE;
+    if (faults.batch_async > 0) { /* finished, but says so only after some polls */
+        job.status = QUAC100_BATCH_RUNNING;
+        return 0;
+    }
+    s->completed = job.completed;
+    s->failed = job.failed;
+    if (faults.batch_count >= 0) {
+        s->completed = (__u32)faults.batch_count;
+        s->failed = 0;
+    }
+    return 0;
+}
+
+static void op_batch_status(struct quac100_batch_status *st)
+{
+    if (st->job_id != job.id || job.id == 0) {
+        st->result = QUAC100_RES_INVALID_PARAMETER;
+        return;
+    }
+    job.polls++;
+    if (job.status == QUAC100_BATCH_RUNNING && !faults.batch_stuck &&
+        job.polls > faults.batch_async)
+        job.status = QUAC100_BATCH_DONE;
+    st->status = job.status;
+    st->progress = job.status == QUAC100_BATCH_DONE ? 100 : 0;
+    if (job.status == QUAC100_BATCH_DONE) {
+        st->completed = faults.batch_count >= 0 ? (__u32)faults.batch_count : job.completed;
+        st->failed = faults.batch_count >= 0 ? 0 : job.failed;
+    }
+    st->result = QUAC100_OK;
 }
 
 /* ---- FUSE ---------------------------------------------------------------------------- */
@@ -623,7 +753,8 @@ static int is_crypto(unsigned int cmd)
 {
     return cmd == QUAC100_IOC_KEM_KEYGEN || cmd == QUAC100_IOC_KEM_ENCAPS ||
            cmd == QUAC100_IOC_KEM_DECAPS || cmd == QUAC100_IOC_SIGN_KEYGEN ||
-           cmd == QUAC100_IOC_SIGN || cmd == QUAC100_IOC_VERIFY;
+           cmd == QUAC100_IOC_SIGN || cmd == QUAC100_IOC_VERIFY ||
+           cmd == QUAC100_IOC_BATCH_SUBMIT;
 }
 
 /* The offset of `result` in each crypto request struct, for fail_result. */
@@ -639,6 +770,8 @@ static int32_t *result_field(unsigned int cmd, void *arg)
         return &((struct quac100_kem_decaps *)arg)->result;
     case QUAC100_IOC_SIGN:
         return &((struct quac100_sign *)arg)->result;
+    case QUAC100_IOC_BATCH_SUBMIT:
+        return &((struct quac100_batch_submit *)arg)->result;
     default:
         return &((struct quac100_verify *)arg)->result;
     }
@@ -670,6 +803,9 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
         struct quac100_self_test self_test;
         struct quac100_health health;
         struct quac100_counters counters;
+        struct quac100_batch_submit batch;
+        struct quac100_batch_status batch_status;
+        __u64 u64;
     } u;
     memset(&u, 0, sizeof(u));
     if (size > sizeof(u) || ((_IOC_DIR(cmd) & _IOC_WRITE) && in_bufsz != size) ||
@@ -724,7 +860,7 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
         u.info.fw_major = 1;
         u.info.capabilities = QUAC100_CAP_SIMULATOR | 0x3F;
         u.info.status = 1;
-        u.info.max_batch_size = 1024;
+        u.info.max_batch_size = faults.batch_max;
         u.info.max_pending_jobs = 64;
         break;
     case QUAC100_IOC_GET_CAPS:
@@ -756,6 +892,16 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
         break;
     case QUAC100_IOC_RANDOM:
         rc = op_random(pid, &u.random);
+        break;
+    case QUAC100_IOC_BATCH_SUBMIT:
+        rc = faults.batch_max == 0 ? -ENOTTY : op_batch(pid, &u.batch);
+        break;
+    case QUAC100_IOC_BATCH_STATUS:
+        op_batch_status(&u.batch_status);
+        break;
+    case QUAC100_IOC_BATCH_CANCEL:
+        if (u.u64 == job.id && job.status != QUAC100_BATCH_DONE)
+            job.status = QUAC100_BATCH_CANCELLED;
         break;
     case QUAC100_IOC_DIAG_SELF_TEST:
         u.self_test.tests_passed = u.self_test.tests;

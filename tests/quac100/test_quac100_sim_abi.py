@@ -1,6 +1,7 @@
 """The test device speaks the whole ABI of vendor/quac100/quac100_ioctl.h, not only what the
-backend uses: GET_CAPS, RESET, DIAG_SELF_TEST, DIAG_GET_HEALTH, DIAG_GET_TEMP, unknown
-commands. Raw ioctls from Python (fcntl), with the header's numbers and layouts."""
+backend uses: GET_CAPS, RESET, DIAG_SELF_TEST, DIAG_GET_HEALTH, DIAG_GET_TEMP, the batch
+ioctls with bad arguments, unknown commands. Raw ioctls from Python (fcntl), with the
+header's numbers and layouts."""
 
 from __future__ import annotations
 
@@ -49,8 +50,13 @@ def test_raw_abi(card: SimDevice) -> None:
         state, _, temp_core = struct.unpack_from("<IIi", health)
         assert state == 1 and 0 < temp_core < 100
         assert struct.unpack("<i", call(R, 0xE2, bytes(4)))[0] == temp_core  # DIAG_GET_TEMP
-        with pytest.raises(OSError) as e:  # BATCH_SUBMIT and the rest: not implemented
-            call(RW, 0x80, bytes(64))
+        sub = call(RW, 0x80, bytes(64))  # BATCH_SUBMIT of operation 0: NOT_SUPPORTED
+        assert struct.unpack_from("<i", sub, 40)[0] == 0x008
+        status = call(RW, 0x81, struct.pack("<Q", 12345) + bytes(40))  # BATCH_STATUS, no such job
+        assert struct.unpack_from("<i", status, 24)[0] == 0x004
+        call(W, 0x82, struct.pack("<Q", 12345))  # BATCH_CANCEL of no job: nothing happens
+        with pytest.raises(OSError) as e:  # async submit (0xA0) and the rest: not implemented
+            call(RW, 0xA0, bytes(64))
         assert e.value.errno == errno.ENOTTY
     finally:
         os.close(fd)

@@ -215,6 +215,46 @@ struct quac100_health {
     __u32 reserved[4];
 };
 
+/* BATCH_SUBMIT (the project's reading of the vendor's field list): items_addr points at
+ * item_count request structs of one operation, item_size bytes apart (exactly that operation's
+ * struct); flags names the operation (QUAC100_BATCH_OP_*). The card runs the items in order,
+ * each as its single-operation ioctl would (outputs through the item's *_addr fields, its
+ * `result` field written in place), and answers with job_id and, when the job is finished,
+ * completed + failed == item_count. A job still running after timeout_ms is reported by
+ * BATCH_STATUS (status QUAC100_BATCH_RUNNING) until it is DONE; BATCH_CANCEL ends it. */
+#define QUAC100_BATCH_OP_KEM_KEYGEN 1u
+#define QUAC100_BATCH_OP_KEM_ENCAPS 2u
+#define QUAC100_BATCH_OP_KEM_DECAPS 3u
+#define QUAC100_BATCH_OP_MASK 0xFFu
+
+#define QUAC100_BATCH_PENDING 0u
+#define QUAC100_BATCH_RUNNING 1u
+#define QUAC100_BATCH_DONE 2u
+#define QUAC100_BATCH_CANCELLED 3u
+
+struct quac100_batch_submit {
+    __u64 items_addr;
+    __u32 item_count;
+    __u32 item_size;
+    __u32 flags;              /* QUAC100_BATCH_OP_* */
+    __u32 timeout_ms;
+    __u64 job_id;             /* out */
+    __u32 completed;          /* out: items that succeeded */
+    __u32 failed;             /* out: items whose result is not 0 */
+    __s32 result;
+    __u32 reserved[5];
+};
+
+struct quac100_batch_status {
+    __u64 job_id;
+    __u32 status;             /* out: QUAC100_BATCH_* */
+    __u32 progress;           /* out: percent */
+    __u32 completed;
+    __u32 failed;
+    __s32 result;
+    __u32 reserved[5];
+};
+
 struct quac100_counters {
     __u64 kem_keygen;
     __u64 kem_encaps;
@@ -240,6 +280,9 @@ struct quac100_counters {
 #define QUAC100_IOC_SIGN _IOWR(QUAC100_IOC_MAGIC, 0x44, struct quac100_sign)
 #define QUAC100_IOC_VERIFY _IOWR(QUAC100_IOC_MAGIC, 0x45, struct quac100_verify)
 #define QUAC100_IOC_RANDOM _IOWR(QUAC100_IOC_MAGIC, 0x46, struct quac100_random)
+#define QUAC100_IOC_BATCH_SUBMIT _IOWR(QUAC100_IOC_MAGIC, 0x80, struct quac100_batch_submit)
+#define QUAC100_IOC_BATCH_STATUS _IOWR(QUAC100_IOC_MAGIC, 0x81, struct quac100_batch_status)
+#define QUAC100_IOC_BATCH_CANCEL _IOW(QUAC100_IOC_MAGIC, 0x82, __u64)
 #define QUAC100_IOC_DIAG_SELF_TEST _IOWR(QUAC100_IOC_MAGIC, 0xE0, struct quac100_self_test)
 #define QUAC100_IOC_DIAG_GET_HEALTH _IOR(QUAC100_IOC_MAGIC, 0xE1, struct quac100_health)
 #define QUAC100_IOC_DIAG_GET_TEMP _IOR(QUAC100_IOC_MAGIC, 0xE2, __s32)
@@ -253,6 +296,8 @@ _Static_assert(sizeof(struct quac100_kem_decaps) == 80, "quac100_kem_decaps size
 _Static_assert(sizeof(struct quac100_sign) == 104, "quac100_sign size");
 _Static_assert(sizeof(struct quac100_verify) == 96, "quac100_verify size");
 _Static_assert(sizeof(struct quac100_random) == 40, "quac100_random size");
+_Static_assert(sizeof(struct quac100_batch_submit) == 64, "quac100_batch_submit size");
+_Static_assert(sizeof(struct quac100_batch_status) == 48, "quac100_batch_status size");
 /* Field offsets the host and the card must agree on beyond the sizes. */
 _Static_assert(__builtin_offsetof(struct quac100_kem_keygen, result) == 40, "keygen result");
 _Static_assert(__builtin_offsetof(struct quac100_kem_keygen, seed_addr) == 48, "keygen seed");
@@ -261,6 +306,8 @@ _Static_assert(__builtin_offsetof(struct quac100_kem_decaps, result) == 56, "dec
 _Static_assert(__builtin_offsetof(struct quac100_sign, sig_actual) == 56, "sign sig_actual");
 _Static_assert(__builtin_offsetof(struct quac100_sign, result) == 80, "sign result");
 _Static_assert(__builtin_offsetof(struct quac100_verify, result) == 72, "verify result");
+_Static_assert(__builtin_offsetof(struct quac100_batch_submit, result) == 40, "batch result");
+_Static_assert(__builtin_offsetof(struct quac100_batch_status, result) == 24, "status result");
 _Static_assert(__builtin_offsetof(struct quac100_device_info, capabilities) == 128,
                "device_info capabilities");
 

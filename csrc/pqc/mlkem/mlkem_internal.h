@@ -62,6 +62,14 @@ void mlkem_ntt_avx2(mlkem_poly *p);
 void mlkem_invntt_avx2(mlkem_poly *p);
 void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
                                     unsigned k);
+/* 1 when the AVX-512 (F + BW) arithmetic serves ML-KEM: the CPU has it and the code path is
+ * "avx512" (the 8-lane Keccak one). The AVX-512 versions (ntt_avx512.c) give the same
+ * results as the AVX2 ones; only call them when mlkem_use_avx512(). */
+int mlkem_use_avx512(void);
+void mlkem_ntt_avx512(mlkem_poly *p);
+void mlkem_invntt_avx512(mlkem_poly *p);
+void mlkem_polyvec_basemul_acc_avx512(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b,
+                                      unsigned k);
 /* Multiply every coefficient by R (undo a basemul R^-1 without an NTT^-1), |result| < q. */
 void mlkem_poly_tomont(mlkem_poly *p);
 void mlkem_poly_reduce(mlkem_poly *p);
@@ -85,6 +93,8 @@ void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p);
 void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p);
 void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
 void mlkem_poly_decompress_values_avx2(mlkem_poly *p, const uint16_t in[MLKEM_N], unsigned d);
+/* The same Compress_d values, AVX-512 (poly_avx512.c), only when mlkem_use_avx512(). */
+void mlkem_poly_compress_values_avx512(uint16_t out[MLKEM_N], const mlkem_poly *p, unsigned d);
 /* ByteDecode12 (returns 0xffff when a value was >= q, else 0) and ByteEncode12, AVX2. */
 uint16_t mlkem_poly_decode12_avx2(mlkem_poly *p, const uint8_t in[MLKEM_POLY_BYTES]);
 void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_poly *p);

@@ -49,6 +49,15 @@ int mlkem_use_avx2(void)
 #endif
 }
 
+int mlkem_use_avx512(void)
+{
+#ifdef MLKEM_AVX2_BUILT
+    return mlkem_use_avx2() && qv_keccakx8_available() && __builtin_cpu_supports("avx512bw");
+#else
+    return 0;
+#endif
+}
+
 static inline int16_t fqmul(int16_t a, int16_t b)
 {
     return mlkem_montgomery_reduce((int32_t)a * b);
@@ -81,6 +90,10 @@ void mlkem_poly_sub(mlkem_poly *r, const mlkem_poly *a, const mlkem_poly *b)
 void mlkem_ntt(mlkem_poly *p)
 {
 #ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx512()) {
+        mlkem_ntt_avx512(p);
+        return;
+    }
     if (mlkem_use_avx2()) {
         mlkem_ntt_avx2(p);
         return;
@@ -104,6 +117,10 @@ void mlkem_ntt(mlkem_poly *p)
 void mlkem_invntt(mlkem_poly *p)
 {
 #ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx512()) {
+        mlkem_invntt_avx512(p);
+        return;
+    }
     if (mlkem_use_avx2()) {
         mlkem_invntt_avx2(p);
         return;
@@ -130,6 +147,10 @@ void mlkem_polyvec_basemul_acc(mlkem_poly *r, const mlkem_poly *a, const mlkem_p
     /* Products are summed in 32 bits and reduced once: with |a| < q and |b| <= (q-1)/2 the
      * sum of 2k <= 8 terms stays below q * 2^15, the Montgomery input bound. */
 #ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx512()) {
+        mlkem_polyvec_basemul_acc_avx512(r, a, b, k);
+        return;
+    }
     if (mlkem_use_avx2()) {
         mlkem_polyvec_basemul_acc_avx2(r, a, b, k);
         return;

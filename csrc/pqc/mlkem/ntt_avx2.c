@@ -6,44 +6,26 @@
 #include "pqc/mlkem/mlkem_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "pqc/mlkem/simd_arith.h"
 
 #define AVX2 __attribute__((target("avx2")))
 
-AVX2 static inline __m256i fqmul_v(__m256i a, __m256i b, __m256i b_qinv)
-{
-    /* (a*b - t*q) / 2^16 with t = a*b*q^-1 mod 2^16: the high halves subtract exactly. */
-    __m256i t = _mm256_mullo_epi16(a, b_qinv);
-    return _mm256_sub_epi16(_mm256_mulhi_epi16(a, b),
-                            _mm256_mulhi_epi16(t, _mm256_set1_epi16(MLKEM_Q)));
-}
-
-AVX2 static inline __m256i barrett_v(__m256i a)
-{
-    /* t = (a * v + 2^25) >> 26, computed as ((a * v) >> 16 + 2^9) >> 10: same value. */
-    __m256i t = _mm256_mulhi_epi16(a, _mm256_set1_epi16(MLKEM_BARRETT_V));
-    t = _mm256_srai_epi16(_mm256_add_epi16(t, _mm256_set1_epi16(1 << 9)), 10);
-    return _mm256_sub_epi16(a, _mm256_mullo_epi16(t, _mm256_set1_epi16(MLKEM_Q)));
-}
+MLKEM_SIMD_ARITH(256, AVX2)
 
 AVX2 static inline __m256i qinv_of(__m256i z)
 {
     return _mm256_mullo_epi16(z, _mm256_set1_epi16((int16_t)MLKEM_QINV));
 }
 
-/* Forward (Cooley-Tukey) and inverse (Gentleman-Sande) butterflies on partner registers. */
+/* The butterflies with the zeta vector's q^-1 multiple formed on the spot. */
 AVX2 static inline void ct_bfly(__m256i *x, __m256i *y, __m256i z)
 {
-    __m256i t = fqmul_v(*y, z, qinv_of(z));
-    *y = _mm256_sub_epi16(*x, t);
-    *x = _mm256_add_epi16(*x, t);
+    ct_bfly_256(x, y, z, qinv_of(z));
 }
 
 AVX2 static inline void gs_bfly(__m256i *x, __m256i *y, __m256i z)
 {
-    __m256i t = *x;
-    *x = barrett_v(_mm256_add_epi16(t, *y));
-    *y = fqmul_v(_mm256_sub_epi16(*y, t), z, qinv_of(z));
+    gs_bfly_256(x, y, z, qinv_of(z));
 }
 
 static inline uint64_t bcast64(int16_t z)
@@ -117,7 +99,7 @@ AVX2 void mlkem_ntt_avx2(mlkem_poly *p)
         SPLIT2(x, y, r[2 * m], r[2 * m + 1]);
     }
     for (int i = 0; i < 16; i++)
-        _mm256_storeu_si256((__m256i *)&p->c[16 * i], barrett_v(r[i]));
+        _mm256_storeu_si256((__m256i *)&p->c[16 * i], barrett_256(r[i]));
 }
 
 AVX2 void mlkem_invntt_avx2(mlkem_poly *p)
@@ -158,7 +140,7 @@ AVX2 void mlkem_invntt_avx2(mlkem_poly *p)
     }
     const __m256i f = _mm256_set1_epi16(1441), f_qinv = qinv_of(f);
     for (int i = 0; i < 16; i++)
-        _mm256_storeu_si256((__m256i *)&p->c[16 * i], fqmul_v(r[i], f, f_qinv));
+        _mm256_storeu_si256((__m256i *)&p->c[16 * i], fqmul_256(r[i], f, f_qinv));
 }
 
 AVX2 static inline __m256i montgomery32_v(__m256i a)
@@ -182,7 +164,7 @@ AVX2 void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, con
             __m256i av = _mm256_loadu_si256((const __m256i *)&a[l].c[16 * v]);
             __m256i bv = _mm256_loadu_si256((const __m256i *)&b[l].c[16 * v]);
             /* (a0, a1 * gamma) . (b0, b1) and (a0, a1) . (b1, b0), summed in 32 bits. */
-            __m256i ag = _mm256_blend_epi16(av, fqmul_v(av, g, g_qinv), 0xAA);
+            __m256i ag = _mm256_blend_epi16(av, fqmul_256(av, g, g_qinv), 0xAA);
             __m256i bs = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(bv, 0xB1), 0xB1);
             r0 = _mm256_add_epi32(r0, _mm256_madd_epi16(ag, bv));
             r1 = _mm256_add_epi32(r1, _mm256_madd_epi16(av, bs));
@@ -190,7 +172,7 @@ AVX2 void mlkem_polyvec_basemul_acc_avx2(mlkem_poly *r, const mlkem_poly *a, con
         r0 = montgomery32_v(r0);
         r1 = montgomery32_v(r1);
         __m256i packed = _mm256_blend_epi16(r0, _mm256_slli_epi32(r1, 16), 0xAA);
-        _mm256_storeu_si256((__m256i *)&r->c[16 * v], barrett_v(packed));
+        _mm256_storeu_si256((__m256i *)&r->c[16 * v], barrett_256(packed));
     }
 }
 #endif

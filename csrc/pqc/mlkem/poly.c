@@ -75,6 +75,23 @@ static inline int16_t decompress(uint32_t y, unsigned d)
     return (int16_t)((y * MLKEM_Q + (1u << (d - 1))) >> d);
 }
 
+/* Compress_d of every coefficient (not packed yet), on the widest SIMD the CPU allows. */
+static void compress_values(uint16_t v[MLKEM_N], const mlkem_poly *p, unsigned d)
+{
+#ifdef MLKEM_AVX2_BUILT
+    if (mlkem_use_avx512()) {
+        mlkem_poly_compress_values_avx512(v, p, d);
+        return;
+    }
+    if (mlkem_use_avx2()) {
+        mlkem_poly_compress_values_avx2(v, p, d);
+        return;
+    }
+#endif
+    for (unsigned i = 0; i < MLKEM_N; i++)
+        v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
+}
+
 /* Bit packing of 256 d-bit values, least significant bit first (ByteEncode_d): groups of 8
  * values are exactly d bytes (4 values d / 2 bytes for even d). Always inlined and called with
  * a constant d, so each width gets straight-line code (a 128-bit accumulator for d = 11). */
@@ -156,13 +173,7 @@ __attribute__((always_inline)) static inline void compress_d(uint8_t *out, const
                                                              unsigned d)
 {
     uint16_t v[MLKEM_N];
-#ifdef MLKEM_AVX2_BUILT
-    if (mlkem_use_avx2())
-        mlkem_poly_compress_values_avx2(v, p, d);
-    else
-#endif
-        for (unsigned i = 0; i < MLKEM_N; i++)
-            v[i] = (uint16_t)compress(to_unsigned(p->c[i]), d);
+    compress_values(v, p, d);
 #ifdef MLKEM_AVX2_BUILT
     if (d == 10 && mlkem_use_avx2()) {
         mlkem_pack10_avx2(out, v);
@@ -223,13 +234,7 @@ void mlkem_poly_from_msg(mlkem_poly *p, const uint8_t m[32])
 void mlkem_poly_to_msg(uint8_t m[32], const mlkem_poly *p)
 {
     uint16_t v[MLKEM_N];
-#ifdef MLKEM_AVX2_BUILT
-    if (mlkem_use_avx2())
-        mlkem_poly_compress_values_avx2(v, p, 1);
-    else
-#endif
-        for (unsigned i = 0; i < MLKEM_N; i++)
-            v[i] = (uint16_t)compress(to_unsigned(p->c[i]), 1);
+    compress_values(v, p, 1);
     for (unsigned i = 0; i < 32; i++) {
         uint8_t byte = 0;
         for (unsigned j = 0; j < 8; j++)

@@ -7,19 +7,11 @@
 #include "pqc/mlkem/mlkem_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "pqc/mlkem/simd_arith.h"
 
 #define AVX2 __attribute__((target("avx2")))
 
-/* Reduced (any int16) -> [0, q): Barrett as in ntt.c, then add q to negative values. */
-AVX2 static inline __m256i to_unsigned_v(__m256i a)
-{
-    __m256i t = _mm256_mulhi_epi16(a, _mm256_set1_epi16(MLKEM_BARRETT_V));
-    t = _mm256_srai_epi16(_mm256_add_epi16(t, _mm256_set1_epi16(1 << 9)), 10);
-    a = _mm256_sub_epi16(a, _mm256_mullo_epi16(t, _mm256_set1_epi16(MLKEM_Q)));
-    return _mm256_add_epi16(a, _mm256_and_si256(_mm256_srai_epi16(a, 15),
-                                                 _mm256_set1_epi16(MLKEM_Q)));
-}
+MLKEM_SIMD_ARITH(256, AVX2)
 
 /* floor(a / q) for 32-bit lanes a < 2^23: 32x32 -> 64-bit products of even and odd lanes. */
 AVX2 static inline __m256i div_q_v(__m256i a)
@@ -34,7 +26,7 @@ AVX2 void mlkem_poly_to_unsigned_avx2(uint16_t out[MLKEM_N], const mlkem_poly *p
 {
     for (int i = 0; i < MLKEM_N; i += 16) {
         __m256i a = _mm256_loadu_si256((const __m256i *)&p->c[i]);
-        _mm256_storeu_si256((__m256i *)&out[i], to_unsigned_v(a));
+        _mm256_storeu_si256((__m256i *)&out[i], to_unsigned_256(a));
     }
 }
 
@@ -44,7 +36,7 @@ AVX2 void mlkem_poly_compress_values_avx2(uint16_t out[MLKEM_N], const mlkem_pol
     const __m256i half_q = _mm256_set1_epi32(MLKEM_Q / 2);
     const __m256i mask = _mm256_set1_epi32((1 << d) - 1);
     for (int i = 0; i < MLKEM_N; i += 16) {
-        __m256i x = to_unsigned_v(_mm256_loadu_si256((const __m256i *)&p->c[i]));
+        __m256i x = to_unsigned_256(_mm256_loadu_si256((const __m256i *)&p->c[i]));
         __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(x));
         __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(x, 1));
         lo = _mm256_and_si256(div_q_v(_mm256_add_epi32(_mm256_sll_epi32(lo, shift), half_q)), mask);
@@ -103,7 +95,7 @@ AVX2 void mlkem_poly_encode12_avx2(uint8_t out[MLKEM_POLY_BYTES], const mlkem_po
     const __m256i shuf = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
                                           0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
     for (int i = 0; i < MLKEM_N / 16; i++) {
-        __m256i x = to_unsigned_v(_mm256_loadu_si256((const __m256i *)&p->c[16 * i]));
+        __m256i x = to_unsigned_256(_mm256_loadu_si256((const __m256i *)&p->c[16 * i]));
         /* 32-bit lanes: even value | odd value << 12 (24 bits used). */
         __m256i pair = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi32(0xffff)),
                                        _mm256_slli_epi32(_mm256_srli_epi32(x, 16), 12));

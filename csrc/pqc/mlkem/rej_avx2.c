@@ -39,8 +39,12 @@ __attribute__((target("avx2,popcnt"))) unsigned mlkem_rej_uniform_avx2(int16_t *
     const __m256i mask12 = _mm256_set1_epi16(0x0fff), q = _mm256_set1_epi16(MLKEM_Q);
     size_t pos = 0;
     while (ctr + 16 <= MLKEM_N && pos + 24 <= len) {
-        __m256i f = _mm256_setr_m128i(_mm_loadu_si128((const __m128i *)(buf + pos)),
-                                      _mm_loadu_si128((const __m128i *)(buf + pos + 8)));
+        /* Three 8-byte loads: the XOF block was just written one 8-byte word at a time, and a
+         * 16-byte load across two such stores would wait for them instead of forwarding. */
+        __m128i w0 = _mm_loadl_epi64((const __m128i *)(buf + pos));
+        __m128i w1 = _mm_loadl_epi64((const __m128i *)(buf + pos + 8));
+        __m128i w2 = _mm_loadl_epi64((const __m128i *)(buf + pos + 16));
+        __m256i f = _mm256_setr_m128i(_mm_unpacklo_epi64(w0, w1), _mm_unpacklo_epi64(w1, w2));
         f = _mm256_shuffle_epi8(f, shuf);
         /* even lanes: low 12 bits; odd lanes: the 16-bit word shifted right by 4 */
         f = _mm256_blend_epi16(_mm256_and_si256(f, mask12), _mm256_srli_epi16(f, 4), 0xAA);

@@ -14,30 +14,7 @@
 #define SHA3_512_RATE 72
 
 /* One Keccak sponge over the concatenation a || b, output outlen bytes (FIPS 202 pad10*1
- * with the domain suffix). Lanes are built byte by byte, so any host byte order works. */
-static inline uint64_t load64_le(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-#endif
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void store64_le(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(p, &v, 8);
-    return;
-#endif
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
+ * with the domain suffix). */
 static void sponge(unsigned rate, uint8_t suffix, const uint8_t *a, size_t alen, const uint8_t *b,
                    size_t blen, uint8_t *out, size_t outlen)
 {
@@ -49,7 +26,7 @@ static void sponge(unsigned rate, uint8_t suffix, const uint8_t *a, size_t alen,
         size_t i = 0;
         while (i < len) {
             if (pos % 8 == 0 && len - i >= 8) { /* whole lanes while aligned */
-                s[pos / 8] ^= load64_le(in + i);
+                s[pos / 8] ^= qv_load64_le(in + i);
                 i += 8;
                 pos += 8;
             } else {
@@ -100,6 +77,23 @@ static void job_input(const mlkem_job *j, size_t off, size_t n, uint8_t *dst)
         memcpy(dst, j->in2 + (off - j->inlen), n);
 }
 
+/* Byte p and the little-endian word at p of the job's input in || in2. */
+static inline uint8_t job_byte(const mlkem_job *j, size_t p)
+{
+    return p < j->inlen ? j->in[p] : j->in2[p - j->inlen];
+}
+
+static inline uint64_t job_word(const mlkem_job *j, size_t p)
+{
+    if (p + 8 <= j->inlen)
+        return qv_load64_le(j->in + p);
+    if (p >= j->inlen)
+        return qv_load64_le(j->in2 + (p - j->inlen));
+    uint8_t t[8]; /* straddles the two inputs */
+    job_input(j, p, 8, t);
+    return qv_load64_le(t);
+}
+
 /* The state of up to eight sponges: word i of lane l at w[i * lanes + l], which is the
  * layout of both qv_keccakx4 (lanes = 4) and qv_keccakx8 (lanes = 8). */
 typedef union {
@@ -143,21 +137,31 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
                     const uint8_t *p =
                         in_first ? j->in + offset[l] : j->in2 + (offset[l] - j->inlen);
                     for (unsigned i = 0; i < j->rate / 8; i++)
-                        w[i * lanes + l] ^= load64_le(p + 8 * i);
+                        w[i * lanes + l] ^= qv_load64_le(p + 8 * i);
                     offset[l] += j->rate;
                     continue;
                 }
                 size_t n = left < j->rate ? left : j->rate;
-                memset(block, 0, j->rate);
-                job_input(j, offset[l], n, block);
-                offset[l] += n;
-                if (n < j->rate) { /* last block: pad10*1 with the domain suffix */
-                    block[n] ^= j->suffix;
-                    block[j->rate - 1] ^= 0x80;
+                if (n < j->rate) {
+                    /* Last block: whole words straight from the input, the rest and the
+                     * domain suffix assembled in a register, the final pad bit into the last
+                     * word of the rate (no copy through a buffer). */
+                    size_t i = 0;
+                    for (; i + 8 <= n; i += 8)
+                        w[(i / 8) * lanes + l] ^= job_word(j, offset[l] + i);
+                    uint64_t v = 0;
+                    for (size_t k = 0; i + k < n; k++)
+                        v |= (uint64_t)job_byte(j, offset[l] + i + k) << (8 * k);
+                    w[(i / 8) * lanes + l] ^= v ^ ((uint64_t)j->suffix << (8 * (n - i)));
+                    w[(j->rate / 8 - 1) * lanes + l] ^= 0x80ULL << 56;
+                    offset[l] += n;
                     phase[l] = LANE_SQUEEZE;
+                    continue;
                 }
+                job_input(j, offset[l], n, block); /* a whole block across in and in2 */
+                offset[l] += n;
                 for (unsigned i = 0; i < j->rate / 8; i++)
-                    w[i * lanes + l] ^= load64_le(block + 8 * i);
+                    w[i * lanes + l] ^= qv_load64_le(block + 8 * i);
             }
         }
         if (!active)
@@ -172,14 +176,14 @@ __attribute__((always_inline)) static inline void run_jobs_lanes(mlkem_job *jobs
             mlkem_job *j = job[l];
             if (j->poly != NULL) {
                 for (unsigned i = 0; i < j->rate / 8; i++)
-                    store64_le(block + 8 * i, w[i * lanes + l]); /* SampleNTT: until 256 coefficients are accepted */
+                    qv_store64_le(block + 8 * i, w[i * lanes + l]); /* SampleNTT: until 256 coefficients are accepted */
                 j->ctr = mlkem_rej_uniform(j->poly->c, j->ctr, block, j->rate);
                 if (j->ctr >= MLKEM_N)
                     phase[l] = LANE_IDLE;
             } else {
                 size_t n = j->outlen - done[l] < j->rate ? j->outlen - done[l] : j->rate;
                 for (unsigned i = 0; i < (n + 7) / 8; i++)
-                    store64_le(block + 8 * i, w[i * lanes + l]);
+                    qv_store64_le(block + 8 * i, w[i * lanes + l]);
                 memcpy(j->out + done[l], block, n);
                 done[l] += n;
                 if (done[l] == j->outlen)

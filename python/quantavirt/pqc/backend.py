@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from quantavirt._ffi import c_string, ffi, lib
 from quantavirt.errors import QVError, code_of
-from quantavirt.pqc.kem import KEM
+from quantavirt.pqc.kem import BACKENDS, KEM
 from quantavirt.pqc.signature import Signature
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 DEVICE_ENV = "QUANTAVIRT_QUAC100_DEVICE"
-BACKEND_NAMES: tuple[str, ...] = ("auto", "software", "quac100", "liboqs")
+BACKEND_NAMES: tuple[str, ...] = BACKENDS
 _MAX_DEVICES = 16
 _Bytes = bytes | bytearray | memoryview
 
@@ -88,6 +88,21 @@ def _open_error(name: str, rc: int) -> QVError:
     if name == "liboqs" and rc == code_of("PQC_ERR_BACKEND"):
         return QVError("PQC_ERR_BACKEND", "liboqs shared library not found", path="backend")
     return QVError(rc, f"backend {name}: {c_string(lib.qv_strerror(rc))}", path="backend")
+
+
+def software_backend(backend: object) -> str:
+    """The backend KEM / Signature record when they serve operations themselves: "software".
+
+    Their ``__new__`` has already sent quac100, liboqs and an ``auto`` that finds a card to
+    BackendKEM / BackendSignature, so only "software" and an ``auto`` that resolved to it get
+    here; anything else (a subclass or a direct ``__init__`` call) is refused."""
+    if backend in ("auto", "software"):
+        return "software"
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise QVError("PQC_ERR_BACKEND", f"unknown backend {backend!r} (one of "
+                      f"{', '.join(BACKEND_NAMES)})", path="backend")
+    raise QVError("PQC_ERR_BACKEND", f"the {backend} backend is served by quantavirt.pqc.KEM / "
+                  "Signature(algorithm, backend) themselves, not by a subclass", path="backend")
 
 
 def open_backend(name: str = "auto", device: str | None = None) -> NativeBackend:

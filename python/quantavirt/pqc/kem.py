@@ -16,9 +16,6 @@ key J(z || c), as FIPS 203 requires.
 
 from __future__ import annotations
 
-import ctypes.util
-import glob
-import os
 from typing import Any
 
 import numpy as np
@@ -30,6 +27,7 @@ __all__ = ["KEM", "ALGORITHMS", "BACKENDS"]
 
 #: Algorithm name (as in the VM configuration schema) -> FIPS 203 parameter set.
 ALGORITHMS: dict[str, int] = {"ML-KEM-512": 512, "ML-KEM-768": 768, "ML-KEM-1024": 1024}
+#: Backend names (quantavirt.pqc.backend serves all but software).
 BACKENDS: tuple[str, ...] = ("auto", "software", "quac100", "liboqs")
 
 SHARED_SECRET_SIZE = 32
@@ -37,38 +35,6 @@ SEED_SIZE = 64
 MESSAGE_SIZE = 32
 
 _Bytes = bytes | bytearray | memoryview
-
-
-def _quac100_devices() -> list[str]:
-    return sorted(glob.glob("/dev/quac100_*"))
-
-
-def _liboqs_library() -> str | None:
-    """Where liboqs' shared library is, the way liboqs-python looks for it, or None."""
-    root = os.environ.get("OQS_INSTALL_PATH", os.path.expanduser("~/_oqs"))
-    for sub in ("lib", "lib64"):
-        candidate = os.path.join(root, sub, "liboqs.so")
-        if os.path.exists(candidate):
-            return candidate
-    return ctypes.util.find_library("oqs")
-
-
-def _resolve_backend(backend: str) -> str:
-    if backend in ("auto", "software"):
-        # auto prefers a QUAC 100 card once that backend exists; for now it is software.
-        return "software"
-    if backend == "quac100":
-        if not _quac100_devices():
-            raise QVError("PQC_ERR_BACKEND", "no QUAC 100 card", path="backend")
-        raise QVError("PQC_ERR_BACKEND", "the quac100 ML-KEM backend is not built yet",
-                      path="backend")
-    if backend == "liboqs":
-        if _liboqs_library() is None:
-            raise QVError("PQC_ERR_BACKEND", "liboqs shared library not found", path="backend")
-        raise QVError("PQC_ERR_BACKEND", "the liboqs ML-KEM backend is not built yet",
-                      path="backend")
-    raise QVError("PQC_ERR_BACKEND", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})",
-                  path="backend")
 
 
 def _check(rc: int, what: str, path: str | None = None) -> None:
@@ -105,8 +71,10 @@ class KEM:
             raise QVError("PQC_ERR_ALGORITHM",
                           f"unknown KEM {algorithm!r} (one of {', '.join(ALGORITHMS)})",
                           path="algorithm")
+        from quantavirt.pqc.backend import software_backend
+
         self.algorithm = algorithm
-        self.backend = _resolve_backend(backend)
+        self.backend = software_backend(backend)
         self._level = level
         sizes = ffi.new("size_t[3]")
         _check(lib.qv_mlkem_sizes(level, sizes, sizes + 1, sizes + 2), "sizes")

@@ -19,8 +19,6 @@ encoding - makes :meth:`Signature.verify` return False; it never raises for that
 
 from __future__ import annotations
 
-import ctypes.util
-import glob
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ import numpy.typing as npt
 
 from quantavirt._ffi import ffi, lib
 from quantavirt.errors import QVError, code_of
+from quantavirt.pqc.kem import BACKENDS
 
 __all__ = ["Signature", "ALGORITHMS", "BACKENDS"]
 
@@ -37,7 +36,6 @@ ALGORITHMS: dict[str, int] = {
     "ML-DSA-65": lib.QV_MLDSA_65,
     "ML-DSA-87": lib.QV_MLDSA_87,
 }
-BACKENDS: tuple[str, ...] = ("auto", "software", "quac100", "liboqs")
 
 SEED_SIZE: int = lib.QV_MLDSA_SEED_BYTES
 MAX_CONTEXT: int = lib.QV_MLDSA_MAX_CONTEXT
@@ -95,25 +93,6 @@ def _matrix(value: Any, width: int | None, name: str, rows: int | None = None) -
     return arr
 
 
-def _resolve_backend(backend: str) -> str:
-    if backend in ("auto", "software"):
-        # auto = the QUAC 100 card when one answers, else software; until the card backend
-        # lands in the core, auto is always software.
-        return "software"
-    if backend == "quac100":
-        found = sorted(glob.glob("/dev/quac100_*"))
-        detail = (f"found {', '.join(found)} but the card backend is not built into this core"
-                  if found else "no /dev/quac100_N device")
-        raise QVError("PQC_ERR_BACKEND", f"QUAC 100 backend not available: {detail}")
-    if backend == "liboqs":
-        library = ctypes.util.find_library("oqs")
-        detail = (f"{library} is present but the liboqs binding is not built into this core"
-                  if library else "liboqs shared library not found")
-        raise QVError("PQC_ERR_BACKEND", f"liboqs backend not available: {detail}")
-    raise QVError("PQC_ERR_BACKEND",
-                  f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-
-
 class Signature:
     """One ML-DSA parameter set on one backend."""
 
@@ -132,8 +111,10 @@ class Signature:
         if algorithm not in ALGORITHMS:
             raise QVError("PQC_ERR_ALGORITHM", f"unknown signature algorithm {algorithm!r}; "
                           f"expected one of {', '.join(ALGORITHMS)}")
+        from quantavirt.pqc.backend import software_backend
+
         self.algorithm: str = algorithm
-        self.backend: str = _resolve_backend(backend)
+        self.backend: str = software_backend(backend)
         self._alg: int = ALGORITHMS[algorithm]
         sizes = ffi.new("size_t[3]")
         _check(lib.qv_mldsa_sizes(self._alg, sizes, sizes + 1, sizes + 2), algorithm)
