@@ -15,8 +15,10 @@ Readiness: with ``--ready-fd N`` the runner writes one JSON line to that fd once
 
 Test hook (internal, not part of the config schema): when $QUANTAVIRT_TEST_GUESTS names a
 directory holding ``<VM name>.bin``, that flat binary is booted in 64-bit mode at 1 MiB
-instead of a kernel (the freestanding guests of tests/lifecycle/guests). Nothing else reads
-this variable; production configs boot boot.kernel.
+instead of a kernel (the freestanding guests of tests/lifecycle/guests), and the bytes of
+``<VM name>.params``, when present, are written at guest physical 0x7000 (the freestanding
+guests read their mode there). Nothing else reads this variable; production configs boot
+boot.kernel.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from quantavirt.vm import VM
 
 TEST_GUESTS_ENV = "QUANTAVIRT_TEST_GUESTS"
 TEST_GUEST_LOAD = 0x100000
+TEST_GUEST_PARAMS = 0x7000
+MAX_TEST_PARAMS = 0x1000
+PM1_PWRBTN = 1 << 8  # PWRBTN_STS in PM1 status, PWRBTN_EN in PM1 enable
 SUBSYSTEM = "lifecycle"
 MAX_REQUEST = 65536
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,12 +80,36 @@ def rss_bytes() -> int:
     return 0
 
 
-def test_guest(name: str) -> bytes | None:
+def test_guest(name: str) -> tuple[bytes, bytes] | None:
+    """The test hook's flat binary and its parameter bytes (b"" without a .params file)."""
     d = os.environ.get(TEST_GUESTS_ENV)
     if not d:
         return None
     path = Path(d) / f"{name}.bin"
-    return path.read_bytes() if path.is_file() else None
+    if not path.is_file():
+        return None
+    params = path.with_suffix(".params")
+    data = params.read_bytes() if params.is_file() else b""
+    if len(data) > MAX_TEST_PARAMS:
+        raise QVError("QV_ERR_INVAL", f"{params}: more than {MAX_TEST_PARAMS} bytes")
+    return path.read_bytes(), data
+
+
+def _sum(items: list[dict[str, Any]], key: str) -> int:
+    return sum(int(d.get(key, 0)) for d in items)
+
+
+def disk_totals(disks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats' `disk` section from the engine's per-device virtio-blk counters."""
+    devices = [{"storage": d["storage"], "path": d["path"], "readonly": d["readonly"],
+                "read_bytes": d["rd_bytes"], "write_bytes": d["wr_bytes"],
+                "read_ops": d["rd_ops"], "write_ops": d["wr_ops"],
+                "flush_ops": d["flush_ops"], "discard_ops": d["discard_ops"],
+                "write_zeroes_ops": d["write_zeroes_ops"], "io_errors": d["io_errors"],
+                "throttled": d["throttled"]} for d in disks]
+    keys = ("read_bytes", "write_bytes", "read_ops", "write_ops", "flush_ops", "discard_ops",
+            "write_zeroes_ops", "io_errors", "throttled")
+    return {**{k: _sum(devices, k) for k in keys}, "devices": devices}
 
 
 class Runner:
@@ -93,15 +122,24 @@ class Runner:
         self.reset_requested = False
         self.stop_requested = False
         self.resets = 0
+        self.power_button_presses = 0
         self.vm = self._build()
 
     def _build(self) -> VM:
-        flat = test_guest(self.name)
+        hook = test_guest(self.name)
+        flat, params = hook if hook is not None else (None, b"")
         if flat is not None:
             log("INFO", SUBSYSTEM, f"VM {self.name}: test hook boots a flat test guest "
-                f"({len(flat)} bytes)")
-        return VM(self.config, log_path=str(self.dir / "vm.log"), flat_binary=flat,
-                  flat_mode="long", flat_load=TEST_GUEST_LOAD)
+                f"({len(flat)} bytes, {len(params)} parameter bytes)")
+        vm = VM(self.config, log_path=str(self.dir / "vm.log"), flat_binary=flat,
+                flat_mode="long", flat_load=TEST_GUEST_LOAD)
+        if params:
+            try:
+                vm.machine.write_phys(TEST_GUEST_PARAMS, params)
+            except BaseException:
+                vm.close()
+                raise
+        return vm
 
     # -- control operations (called from the control socket's threads) --------------------
     def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +192,7 @@ class Runner:
                     raise QVError("QV_ERR_STATE", f"cannot stop a VM in state {st} gracefully"
                                   + (" (resume it or use force)" if st == "PAUSED" else ""))
                 self.vm.power_button()
+                self.power_button_presses += 1
         log("INFO", SUBSYSTEM, f"VM {self.name}: {'forced stop' if force else 'power button'}")
         if not self.ended.wait(float(timeout) if not force else 30.0):
             raise QVError("QV_ERR_TIMEOUT", f"the guest did not power off within {timeout} s "
@@ -165,6 +204,8 @@ class Runner:
             st = self.vm.stats()
             tids = self.vm.vcpu_tids()
             vm_state = self.vm.state
+            pm1_sts, pm1_en = self.vm.machine.pm1_state()
+            balloon = self.vm.balloon_info() if self.vm.devices.balloon else None
         pid = os.getpid()
         vcpus = [{"index": i, "tid": tid,
                   "cpu_seconds": (thread_cpu_seconds(pid, tid) if tid else None) or 0.0}
@@ -178,17 +219,38 @@ class Runner:
                       "pio": st.pio_exits, "mmio": st.mmio_exits,
                       "completed_instructions": st.completed_insns},
             "console": {"bytes": st.console_bytes, "dropped": st.console_dropped},
-            "disk": {"read_bytes": 0, "write_bytes": 0, "read_ops": 0, "write_ops": 0,
-                     "note": "no disk device is wired into the engine yet: counters are 0"},
+            "disk": disk_totals(st.disks),
             "network": {"rx_bytes": 0, "tx_bytes": 0, "rx_packets": 0, "tx_packets": 0,
-                        "note": "no network device is wired into the engine yet: "
-                                "counters are 0"},
+                        "devices": [],
+                        "note": "no network device: the engine has no virtio-net yet, "
+                                "so these counters are 0"},
+            "acpi": {"pm1_status": pm1_sts, "pm1_enable": pm1_en,
+                     "power_button": {
+                         "presses": self.power_button_presses,
+                         # the guest's ACPI code enabled the fixed power button event
+                         "enabled": bool(pm1_en & PM1_PWRBTN),
+                         # a press the guest has not taken yet (it clears the status bit)
+                         "pending": bool(pm1_sts & PM1_PWRBTN)}},
+            "balloon": balloon,
             "resets": self.resets,
         }
 
     def op_balloon(self, req: dict[str, Any]) -> dict[str, Any]:
-        raise QVError("QV_ERR_NOTSUP", "not implemented: the virtio balloon is not wired into "
-                      "the engine yet")
+        """``{"op": "balloon", "target_bytes": N}``: the balloon's new target (0 deflates);
+        without a target only its state. QV_ERR_NODEV unless memory.balloon is set."""
+        target = req.get("target_bytes")
+        with self.lock:
+            if self.vm.state not in ("RUNNING", "PAUSED"):
+                raise QVError("QV_ERR_STATE", f"no balloon in state {self.vm.state}")
+            if not self.vm.devices.balloon:
+                raise QVError("QV_ERR_NODEV", "this VM has no balloon (memory.balloon)")
+            if target is not None:
+                if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+                    raise QVError("QV_ERR_INVAL", "target_bytes must be an integer >= 0")
+                if target > self.vm.machine.memory:
+                    raise QVError("QV_ERR_INVAL", "target_bytes is larger than guest RAM")
+                self.vm.balloon(target)
+            return {"balloon": self.vm.balloon_info()}
 
     def handle(self, req: Any) -> dict[str, Any]:
         try:

@@ -243,3 +243,22 @@ class Api:
 @pytest.fixture(params=["unix", "tcp"])
 def api(request: pytest.FixtureRequest, daemon: Daemon) -> Api:
     return Api(daemon, request.param)
+
+
+@pytest.fixture(scope="session")
+def virtio_blk_guest(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The freestanding virtio-blk guest of tests/pci/guest (built by tests/pci/conftest.py's
+    own build function, loaded from its file: the test folders are not packages)."""
+    import importlib.util
+
+    if not all(shutil.which(t) for t in ("gcc", "ld", "objcopy")):
+        pytest.skip("gcc/ld/objcopy not available to build the test guest")
+    path = Path(__file__).parent.parent / "pci" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("qv_pci_guest_build", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module.build_virtio_guest(tmp_path_factory.mktemp("virtio-blk-guest"))
