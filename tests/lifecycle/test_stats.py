@@ -14,11 +14,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from .conftest import Api, needs_kvm
 
 CRASH_MODE = 2          # virtio_blk_guest.c: endless writes, flush after every 8
 WRITE_SIZE = 4096
 FIRST_SECTOR = 16
+
+
+def json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 schema -> JSON Schema (``nullable`` becomes a "null" type)."""
+    if isinstance(node, list):
+        return [json_schema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
 
 
 def wait_for(fn: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -73,6 +87,10 @@ def test_disk_counters_grow_while_the_guest_writes(
     assert second["network"]["rx_bytes"] == 0 and "virtio-net" in second["network"]["note"]
     assert second["acpi"]["power_button"] == {"presses": 0, "enabled": False,
                                               "pending": False}
+
+    # The answer follows the OpenAPI document's Stats schema.
+    schema = api.request("GET", "/openapi.json").body["components"]["schemas"]["Stats"]
+    jsonschema.validate(second, json_schema(schema))
 
     # The CLI reads the same counters through the daemon (--json and text).
     env = dict(api.daemon.env, QUANTAVIRT_API_SOCKET=str(api.daemon.socket))
