@@ -196,8 +196,24 @@ class Runner:
         log("INFO", SUBSYSTEM, f"VM {self.name}: {'forced stop' if force else 'power button'}")
         if not self.ended.wait(float(timeout) if not force else 30.0):
             raise QVError("QV_ERR_TIMEOUT", f"the guest did not power off within {timeout} s "
-                          "after the ACPI power button; use force to stop it")
+                          "after the ACPI power button; use force to stop it",
+                          detail=self._button_diagnosis())
         return {"state": "STOPPED"}
+
+    def _button_diagnosis(self) -> str:
+        """What the guest did with the power button, for a graceful stop that timed out."""
+        try:
+            with self.lock:
+                sts, en = self.vm.machine.pm1_state()
+        except QVError:
+            return ""
+        if not en & PM1_PWRBTN:
+            return ("the guest has not enabled the ACPI power button (PWRBTN_EN clear): no "
+                    "ACPI operating system is running yet, or it ignores the button")
+        if sts & PM1_PWRBTN:
+            return "the guest enabled the power button but has not taken the event yet"
+        return ("the guest took the power-button event (PWRBTN_STS cleared) but did not power "
+                "off: nothing in it (acpid, logind, init) acts on the button")
 
     def op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         with self.lock:

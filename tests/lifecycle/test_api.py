@@ -213,6 +213,7 @@ def test_running_vm_lifecycle(api: Api, make_config: Callable[..., dict[str, Any
     # This guest ignores the power button: the graceful stop times out, the VM runs on.
     r = api.request("POST", "/vms/counter/stop", {"timeout": 0.5})
     assert r.status == 504 and r.error_name == "QV_ERR_TIMEOUT"
+    assert "has not enabled the ACPI power button" in r.body["error"]["detail"]
     assert api.request("GET", "/vms/counter").body["state"] == "RUNNING"
     r = api.request("POST", "/vms/counter/stop", {"force": True})
     assert r.status == 200 and r.body["state"] == "STOPPED"

@@ -168,6 +168,7 @@ def test_linux_guest_through_the_daemon(daemon: Daemon, tmp_path: Path,
         r = api.request("POST", "/vms/linux/stop", {"timeout": 10})
         assert r.status == 504 and r.error_name == "QV_ERR_TIMEOUT", r.body
         assert set(r.body["error"]) >= {"code", "name", "message", "detail", "subsystem"}
+        assert "took the power-button event" in r.body["error"]["detail"], r.body
         times["graceful stop timed out after"] = time.monotonic() - t_stop
         assert api.request("GET", "/vms/linux").body["state"] == "RUNNING"
         button = stats(api)["acpi"]["power_button"]
