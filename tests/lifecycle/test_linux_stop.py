@@ -59,7 +59,7 @@ while :; do
     sync
     poweroff -f
   fi
-  sleep 0.2
+  sleep 1
 done
 """
 
