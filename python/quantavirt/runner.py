@@ -311,12 +311,17 @@ class Runner:
     def _finish(self, st: str, exit_info: dict[str, Any], error: QVError | None) -> None:
         if error is not None:
             log("ERROR", SUBSYSTEM, f"VM {self.name}: {error.name}: {error.message}")
+        # Release everything first (guest RAM, the disk images and their locks): once the
+        # record says STOPPED, the images may be opened by others (qemu-img, a new start).
+        try:
+            self.vm.close()
+        except QVError as e:
+            log("ERROR", SUBSYSTEM, f"VM {self.name}: closing it: {e.name}: {e.message}")
         records.update(self.name, state=st, pid=None, pid_start=None, stopped_at=records.now(),
                        last_exit=exit_info, last_error=error.to_dict() if error else None)
         self.ended.set()
         with contextlib.suppress(OSError):
             (self.dir / "control.sock").unlink()
-        self.vm.close()
 
 
 class _Handler(socketserver.StreamRequestHandler):

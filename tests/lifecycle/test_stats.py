@@ -16,6 +16,8 @@ from typing import Any
 
 import jsonschema
 
+from quantavirt import storage
+
 from .conftest import Api, needs_kvm
 
 CRASH_MODE = 2          # virtio_blk_guest.c: endless writes, flush after every 8
@@ -104,6 +106,9 @@ def test_disk_counters_grow_while_the_guest_writes(
 
     r = api.request("POST", "/vms/io/stop", {"force": True})
     assert r.status == 200 and r.body["state"] == "STOPPED"
+    # Once the stop has answered, the VM process has released the image and its write lock.
+    with storage.open_disk(image, "raw") as disk:
+        assert disk.size == 16 << 20
     # The host sees what the guest wrote: write i went to sector 16 + (i % 1024) * 8 and
     # starts with i; every write the device counted is in the image (fewer than 1024 here).
     written = third["disk"]["write_ops"]
