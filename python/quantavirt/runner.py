@@ -333,13 +333,28 @@ class _Handler(socketserver.StreamRequestHandler):
             req = json.loads(line)
         except ValueError:
             req = None
-        reply = self.server.runner.handle(req)
-        self.wfile.write((json.dumps(reply) + "\n").encode())
+        with self.server.in_flight:
+            self.server.active += 1
+        try:
+            reply = self.server.runner.handle(req)
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+        finally:
+            with self.server.in_flight:
+                self.server.active -= 1
+                self.server.in_flight.notify_all()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     runner: Runner
+    active = 0                              # requests being answered
+    in_flight = threading.Condition()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Let the requests being answered (a stop waiting for the end) send their replies
+        before the process exits."""
+        with self.in_flight:
+            self.in_flight.wait_for(lambda: self.active == 0, timeout)
 
 
 def control_path(name: str) -> Path:
@@ -395,7 +410,14 @@ def main(argv: list[str] | None = None) -> int:
             ready = None
 
     def on_term(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        # Once the VM runs, SIGTERM is a forced stop the main loop finishes cleanly (wherever
+        # the signal lands: also between the readiness reply and the loop); before, it
+        # interrupts the start.
+        if runner is not None and runner.vm.state in ("RUNNING", "PAUSED"):
+            runner.stop_requested = True
+            runner.vm.machine.stop()
+        else:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     server: _Server | None = None
@@ -439,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.vm.machine.stop()
         return runner.run()
     finally:
+        server.drain()
         server.server_close()
 
 
