@@ -7,6 +7,7 @@ really wrote to the image."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from quantavirt import storage
+from quantavirt.errors import QVError
+from quantavirt.runner import control_request
 
-from .conftest import Api, needs_kvm
+from .conftest import Api, Daemon, Guest, needs_kvm
 
 CRASH_MODE = 2          # virtio_blk_guest.c: endless writes, flush after every 8
 WRITE_SIZE = 4096
@@ -118,3 +122,34 @@ def test_disk_counters_grow_while_the_guest_writes(
         off = (FIRST_SECTOR + i * 8) * 512
         assert int.from_bytes(data[off:off + 4], "little") == i
         assert data[off + 4:off + 8] == bytes((i * 31 + b) & 0xFF for b in range(4, 8))
+
+
+@needs_kvm
+def test_balloon_control_op_and_stats(daemon: Daemon,
+                                      make_config: Callable[..., dict[str, Any]],
+                                      guest: Callable[[str], Guest],
+                                      test_guests_dir: Path) -> None:
+    """The runner's balloon op (no REST endpoint: the product lists none) on a VM with
+    memory.balloon, and its absence without; the stats carry the balloon's state."""
+    api = Api(daemon, "unix")
+    for name, balloon in (("bal", True), ("plain", False)):
+        shutil.copy(guest("count").path, test_guests_dir / f"{name}.bin")
+        cfg = make_config(name, memory={"size": "128M", "balloon": balloon})
+        assert api.request("POST", "/vms", cfg).status == 201
+        assert api.request("POST", f"/vms/{name}/start").status == 200
+    with pytest.raises(QVError) as e:
+        control_request("plain", {"op": "balloon", "target_bytes": 1 << 20})
+    assert e.value.name == "QV_ERR_NODEV"
+    assert api.request("GET", "/vms/plain/stats").body["balloon"] is None
+    reply = control_request("bal", {"op": "balloon"})
+    assert reply["balloon"]["actual_bytes"] == 0   # this guest has no balloon driver
+    for bad in (-1, "1G", True, 256 << 20):
+        with pytest.raises(QVError) as e:
+            control_request("bal", {"op": "balloon", "target_bytes": bad})
+        assert e.value.name == "QV_ERR_INVAL", bad
+    reply = control_request("bal", {"op": "balloon", "target_bytes": 32 << 20})
+    assert reply["ok"] and reply["balloon"]["actual_bytes"] == 0
+    st = api.request("GET", "/vms/bal/stats").body
+    assert st["balloon"]["actual_bytes"] == 0 and "inflated_pages" in st["balloon"]
+    for name in ("bal", "plain"):
+        assert api.request("POST", f"/vms/{name}/stop", {"force": True}).status == 200
