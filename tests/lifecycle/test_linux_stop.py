@@ -15,8 +15,10 @@ systemd-logind, an init loop) must. So:
   and leave the VM RUNNING, `stop --force` must end it (STOPPED), the daemon stays up and
   the disk image is consistent (qemu-img check).
 - hardware KVM: an initramfs whose init polls the fixed power-button event counter
-  (/sys/firmware/acpi/interrupts/ff_pwr_btn) and runs `poweroff -f`: the graceful stop must
-  end the VM with a guest power-off (status 0) within the timeout.
+  (/sys/firmware/acpi/interrupts/ff_pwr_btn) once a second, printing a tick (so the console
+  keeps moving, and must stand still while paused, even after a boot that fast), and runs
+  `poweroff -f`: the graceful stop must end the VM with a guest power-off (status 0) within
+  the timeout.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ mkdir -p /proc /sys
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 echo "{INIT_READY}"
+n=0
 while :; do
   set -- $(cat /sys/firmware/acpi/interrupts/ff_pwr_btn)
   if [ "$1" -gt 0 ]; then
@@ -59,6 +62,8 @@ while :; do
     sync
     poweroff -f
   fi
+  n=$((n + 1))
+  echo "quantavirt-init: tick $n"
   sleep 1
 done
 """
