@@ -295,9 +295,10 @@ static int build_fadt(struct builder *b, const struct qv_acpi_config *cfg, uint6
     qv_wr16(t + 96, 101);  /* P_LVL2_LAT > 100: C2 not supported */
     qv_wr16(t + 98, 1001); /* P_LVL3_LAT > 1000: C3 not supported */
     qv_wr16(t + 109, 0x0007); /* IAPC_BOOT_ARCH: legacy devices, 8042, no VGA */
-    /* Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON (none as fixed features),
-     * RESET_REG_SUP. */
-    qv_wr32(t + 112, (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 10));
+    /* Flags: WBINVD, PROC_C1, SLP_BUTTON (no sleep button), RESET_REG_SUP. PWR_BUTTON (bit 4)
+     * stays clear: the power button is the fixed feature in PM1 (PWRBTN_STS/EN) that the
+     * engine presses for a graceful stop; with the bit set Linux never enables it. */
+    qv_wr32(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 10));
     gas_io(t + 116, reset, 8, 1);
     t[128] = reset_value;
     t[131] = 3; /* FADT minor version: ACPI 6.3 */

@@ -186,11 +186,14 @@ def _read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
                       "see runner.log in the VM's directory") from None
 
 
-def _wait_runner_gone(name: str, timeout: float) -> dict[str, Any]:
+def _wait_runner_gone(name: str, timeout: float,
+                      runner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record once the VM left the live states and, given the record from before the
+    stop (`runner`: its pid and start time), once that process has exited too."""
     deadline = time.monotonic() + timeout
     while True:
         rec = reconcile(name)
-        if rec["state"] not in LIVE_STATES:
+        if rec["state"] not in LIVE_STATES and (runner is None or not runner_alive(runner)):
             return rec
         if time.monotonic() > deadline:
             raise QVError("QV_ERR_TIMEOUT", f"VM {name}: its VM process did not end")
@@ -208,7 +211,7 @@ def stop(name: str, force: bool = False, timeout: float = 30.0) -> dict[str, Any
             raise _wrong_state(name, "stop", rec["state"])
         control_request(name, {"op": "stop", "force": bool(force), "timeout": timeout},
                         timeout=timeout + 35)
-        return _wait_runner_gone(name, 30)
+        return _wait_runner_gone(name, 30, rec)
 
 
 def _simple(name: str, op: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -248,7 +251,7 @@ def destroy(name: str) -> dict[str, Any]:
         if rec["state"] in LIVE_STATES and runner_alive(rec):
             try:
                 control_request(name, {"op": "stop", "force": True}, timeout=35)
-                _wait_runner_gone(name, 10)
+                _wait_runner_gone(name, 10, rec)
             except QVError:
                 if runner_alive(rec):
                     os.kill(int(rec["pid"]), signal.SIGKILL)

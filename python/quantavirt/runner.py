@@ -15,8 +15,10 @@ Readiness: with ``--ready-fd N`` the runner writes one JSON line to that fd once
 
 Test hook (internal, not part of the config schema): when $QUANTAVIRT_TEST_GUESTS names a
 directory holding ``<VM name>.bin``, that flat binary is booted in 64-bit mode at 1 MiB
-instead of a kernel (the freestanding guests of tests/lifecycle/guests). Nothing else reads
-this variable; production configs boot boot.kernel.
+instead of a kernel (the freestanding guests of tests/lifecycle/guests), and the bytes of
+``<VM name>.params``, when present, are written at guest physical 0x7000 (the freestanding
+guests read their mode there). Nothing else reads this variable; production configs boot
+boot.kernel.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from quantavirt.vm import VM
 
 TEST_GUESTS_ENV = "QUANTAVIRT_TEST_GUESTS"
 TEST_GUEST_LOAD = 0x100000
+TEST_GUEST_PARAMS = 0x7000
+MAX_TEST_PARAMS = 0x1000
+PM1_PWRBTN = 1 << 8  # PWRBTN_STS in PM1 status, PWRBTN_EN in PM1 enable
 SUBSYSTEM = "lifecycle"
 MAX_REQUEST = 65536
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,12 +80,36 @@ def rss_bytes() -> int:
     return 0
 
 
-def test_guest(name: str) -> bytes | None:
+def test_guest(name: str) -> tuple[bytes, bytes] | None:
+    """The test hook's flat binary and its parameter bytes (b"" without a .params file)."""
     d = os.environ.get(TEST_GUESTS_ENV)
     if not d:
         return None
     path = Path(d) / f"{name}.bin"
-    return path.read_bytes() if path.is_file() else None
+    if not path.is_file():
+        return None
+    params = path.with_suffix(".params")
+    data = params.read_bytes() if params.is_file() else b""
+    if len(data) > MAX_TEST_PARAMS:
+        raise QVError("QV_ERR_INVAL", f"{params}: more than {MAX_TEST_PARAMS} bytes")
+    return path.read_bytes(), data
+
+
+def _sum(items: list[dict[str, Any]], key: str) -> int:
+    return sum(int(d.get(key, 0)) for d in items)
+
+
+def disk_totals(disks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats' `disk` section from the engine's per-device virtio-blk counters."""
+    devices = [{"storage": d["storage"], "path": d["path"], "readonly": d["readonly"],
+                "read_bytes": d["rd_bytes"], "write_bytes": d["wr_bytes"],
+                "read_ops": d["rd_ops"], "write_ops": d["wr_ops"],
+                "flush_ops": d["flush_ops"], "discard_ops": d["discard_ops"],
+                "write_zeroes_ops": d["write_zeroes_ops"], "io_errors": d["io_errors"],
+                "throttled": d["throttled"]} for d in disks]
+    keys = ("read_bytes", "write_bytes", "read_ops", "write_ops", "flush_ops", "discard_ops",
+            "write_zeroes_ops", "io_errors", "throttled")
+    return {**{k: _sum(devices, k) for k in keys}, "devices": devices}
 
 
 class Runner:
@@ -93,15 +122,24 @@ class Runner:
         self.reset_requested = False
         self.stop_requested = False
         self.resets = 0
+        self.power_button_presses = 0
         self.vm = self._build()
 
     def _build(self) -> VM:
-        flat = test_guest(self.name)
+        hook = test_guest(self.name)
+        flat, params = hook if hook is not None else (None, b"")
         if flat is not None:
             log("INFO", SUBSYSTEM, f"VM {self.name}: test hook boots a flat test guest "
-                f"({len(flat)} bytes)")
-        return VM(self.config, log_path=str(self.dir / "vm.log"), flat_binary=flat,
-                  flat_mode="long", flat_load=TEST_GUEST_LOAD)
+                f"({len(flat)} bytes, {len(params)} parameter bytes)")
+        vm = VM(self.config, log_path=str(self.dir / "vm.log"), flat_binary=flat,
+                flat_mode="long", flat_load=TEST_GUEST_LOAD)
+        if params:
+            try:
+                vm.machine.write_phys(TEST_GUEST_PARAMS, params)
+            except BaseException:
+                vm.close()
+                raise
+        return vm
 
     # -- control operations (called from the control socket's threads) --------------------
     def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -154,17 +192,36 @@ class Runner:
                     raise QVError("QV_ERR_STATE", f"cannot stop a VM in state {st} gracefully"
                                   + (" (resume it or use force)" if st == "PAUSED" else ""))
                 self.vm.power_button()
+                self.power_button_presses += 1
         log("INFO", SUBSYSTEM, f"VM {self.name}: {'forced stop' if force else 'power button'}")
         if not self.ended.wait(float(timeout) if not force else 30.0):
             raise QVError("QV_ERR_TIMEOUT", f"the guest did not power off within {timeout} s "
-                          "after the ACPI power button; use force to stop it")
+                          "after the ACPI power button; use force to stop it",
+                          detail=self._button_diagnosis())
         return {"state": "STOPPED"}
+
+    def _button_diagnosis(self) -> str:
+        """What the guest did with the power button, for a graceful stop that timed out."""
+        try:
+            with self.lock:
+                sts, en = self.vm.machine.pm1_state()
+        except QVError:
+            return ""
+        if not en & PM1_PWRBTN:
+            return ("the guest has not enabled the ACPI power button (PWRBTN_EN clear): no "
+                    "ACPI operating system is running yet, or it ignores the button")
+        if sts & PM1_PWRBTN:
+            return "the guest enabled the power button but has not taken the event yet"
+        return ("the guest took the power-button event (PWRBTN_STS cleared) but did not power "
+                "off: nothing in it (acpid, logind, init) acts on the button")
 
     def op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             st = self.vm.stats()
             tids = self.vm.vcpu_tids()
             vm_state = self.vm.state
+            pm1_sts, pm1_en = self.vm.machine.pm1_state()
+            balloon = self.vm.balloon_info() if self.vm.devices.balloon else None
         pid = os.getpid()
         vcpus = [{"index": i, "tid": tid,
                   "cpu_seconds": (thread_cpu_seconds(pid, tid) if tid else None) or 0.0}
@@ -178,17 +235,38 @@ class Runner:
                       "pio": st.pio_exits, "mmio": st.mmio_exits,
                       "completed_instructions": st.completed_insns},
             "console": {"bytes": st.console_bytes, "dropped": st.console_dropped},
-            "disk": {"read_bytes": 0, "write_bytes": 0, "read_ops": 0, "write_ops": 0,
-                     "note": "no disk device is wired into the engine yet: counters are 0"},
+            "disk": disk_totals(st.disks),
             "network": {"rx_bytes": 0, "tx_bytes": 0, "rx_packets": 0, "tx_packets": 0,
-                        "note": "no network device is wired into the engine yet: "
-                                "counters are 0"},
+                        "devices": [],
+                        "note": "no network device: the engine has no virtio-net yet, "
+                                "so these counters are 0"},
+            "acpi": {"pm1_status": pm1_sts, "pm1_enable": pm1_en,
+                     "power_button": {
+                         "presses": self.power_button_presses,
+                         # the guest's ACPI code enabled the fixed power button event
+                         "enabled": bool(pm1_en & PM1_PWRBTN),
+                         # a press the guest has not taken yet (it clears the status bit)
+                         "pending": bool(pm1_sts & PM1_PWRBTN)}},
+            "balloon": balloon,
             "resets": self.resets,
         }
 
     def op_balloon(self, req: dict[str, Any]) -> dict[str, Any]:
-        raise QVError("QV_ERR_NOTSUP", "not implemented: the virtio balloon is not wired into "
-                      "the engine yet")
+        """``{"op": "balloon", "target_bytes": N}``: the balloon's new target (0 deflates);
+        without a target only its state. QV_ERR_NODEV unless memory.balloon is set."""
+        target = req.get("target_bytes")
+        with self.lock:
+            if self.vm.state not in ("RUNNING", "PAUSED"):
+                raise QVError("QV_ERR_STATE", f"no balloon in state {self.vm.state}")
+            if not self.vm.devices.balloon:
+                raise QVError("QV_ERR_NODEV", "this VM has no balloon (memory.balloon)")
+            if target is not None:
+                if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+                    raise QVError("QV_ERR_INVAL", "target_bytes must be an integer >= 0")
+                if target > self.vm.machine.memory:
+                    raise QVError("QV_ERR_INVAL", "target_bytes is larger than guest RAM")
+                self.vm.balloon(target)
+            return {"balloon": self.vm.balloon_info()}
 
     def handle(self, req: Any) -> dict[str, Any]:
         try:
@@ -233,19 +311,21 @@ class Runner:
     def _finish(self, st: str, exit_info: dict[str, Any], error: QVError | None) -> None:
         if error is not None:
             log("ERROR", SUBSYSTEM, f"VM {self.name}: {error.name}: {error.message}")
-        # Release the socket and the VM (its image locks) before the record says it ended, so
-        # whoever sees the new state can reuse the name and the disks at once.
-        with contextlib.suppress(OSError):
-            (self.dir / "control.sock").unlink()
-        self.vm.close()
+        # Release everything first (guest RAM, the disk images and their locks): once the
+        # record says STOPPED, the images may be opened by others (qemu-img, a new start).
+        try:
+            self.vm.close()
+        except QVError as e:
+            log("ERROR", SUBSYSTEM, f"VM {self.name}: closing it: {e.name}: {e.message}")
         records.update(self.name, state=st, pid=None, pid_start=None, stopped_at=records.now(),
                        last_exit=exit_info, last_error=error.to_dict() if error else None)
         self.ended.set()
+        with contextlib.suppress(OSError):
+            (self.dir / "control.sock").unlink()
 
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
-    timeout = 10.0  # seconds a client has to send its request line
 
     def handle(self) -> None:
         line = self.rfile.readline(MAX_REQUEST)
@@ -253,16 +333,28 @@ class _Handler(socketserver.StreamRequestHandler):
             req = json.loads(line)
         except ValueError:
             req = None
-        reply = self.server.runner.handle(req)
-        self.wfile.write((json.dumps(reply) + "\n").encode())
+        with self.server.in_flight:
+            self.server.active += 1
+        try:
+            reply = self.server.runner.handle(req)
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+        finally:
+            with self.server.in_flight:
+                self.server.active -= 1
+                self.server.in_flight.notify_all()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
-    # server_close() waits for the handlers, so a stop request still gets its reply when the
-    # VM's end makes the process exit; a client that sends nothing times out (_Handler).
-    daemon_threads = False
-    block_on_close = True
+    daemon_threads = True
     runner: Runner
+    active = 0                              # requests being answered
+    in_flight = threading.Condition()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Let the requests being answered (a stop waiting for the end) send their replies
+        before the process exits."""
+        with self.in_flight:
+            self.in_flight.wait_for(lambda: self.active == 0, timeout)
 
 
 def control_path(name: str) -> Path:
@@ -318,12 +410,16 @@ def main(argv: list[str] | None = None) -> int:
             ready = None
 
     def on_term(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        # Once the VM runs, SIGTERM is a forced stop the main loop finishes cleanly (wherever
+        # the signal lands: also between the readiness reply and the loop); before, it
+        # interrupts the start.
+        if runner is not None and runner.vm.state in ("RUNNING", "PAUSED"):
+            runner.stop_requested = True
+            runner.vm.machine.stop()
+        else:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    # SIGTERM stays blocked until the run loop's try below: arriving earlier (while the VM
-    # starts or the daemon is told it runs) it would escape every handler.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     server: _Server | None = None
     runner: Runner | None = None
     try:
@@ -358,7 +454,6 @@ def main(argv: list[str] | None = None) -> int:
     log("INFO", SUBSYSTEM, f"VM {args.name} running (pid {os.getpid()})")
     say({"ok": True, "pid": os.getpid()})
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return runner.run()
     except KeyboardInterrupt:
         with runner.lock:
@@ -366,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.vm.machine.stop()
         return runner.run()
     finally:
+        server.drain()
         server.server_close()
 
 

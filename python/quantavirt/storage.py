@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,10 @@ from quantavirt.errors import QVError
 QCOW2_MAGIC = b"QFI\xfb"
 DEFAULT_CLUSTER_BITS = 16
 FORMATS = ("raw", "qcow2")
+PREALLOC_CHUNK = 4 << 20
+
+#: ``progress(done_bytes, total_bytes)``, called as a long operation advances.
+ProgressCallback = Callable[[int, int], None]
 CACHE_MODES = {
     "writeback": lib.QV_DISK_CACHE_WRITEBACK,
     "none": lib.QV_DISK_CACHE_NONE,
@@ -217,12 +222,32 @@ def _qcow2_image(size: int, backing: str | None, backing_format: str | None,
     return first + bytes(reftable) + bytes(blocks) + bytes(l1_clusters * cs)
 
 
+def _write_zeros(fd: int, size: int, progress: ProgressCallback | None) -> None:
+    """Full preallocation (qemu-img's preallocation=full): every byte written as zeros, so
+    the space is really taken now and later writes cannot fail for lack of it."""
+    zeros = bytes(PREALLOC_CHUNK)
+    done = 0
+    if progress:
+        progress(0, size)
+    while done < size:
+        n = os.pwrite(fd, memoryview(zeros)[:min(PREALLOC_CHUNK, size - done)], done)
+        done += n
+        if progress:
+            progress(done, size)
+
+
 def create(path: str | os.PathLike[str], format: str, size: int | None,
-           backing: str | None = None) -> Path:
-    """Create a new image (never overwrites). With a backing file, size defaults to its size."""
+           backing: str | None = None, *, preallocate: bool = False,
+           progress: ProgressCallback | None = None) -> Path:
+    """Create a new image (never overwrites). With a backing file, size defaults to its size.
+    ``preallocate`` (raw only) writes every byte now, reporting to ``progress``; without it a
+    raw image is sparse."""
     image = Path(path)
     if format not in FORMATS:
         raise QVError("QV_ERR_INVAL", f"unknown image format '{format}' (raw or qcow2)")
+    if preallocate and format != "raw":
+        raise QVError("QV_ERR_NOTSUP", "preallocation is supported for raw images (and the "
+                      "encrypted format), not qcow2", path="preallocate")
     if backing is not None and format != "qcow2":
         raise QVError("QV_ERR_INVAL", "only qcow2 images can have a backing file")
     backing_format = None
@@ -248,13 +273,17 @@ def create(path: str | os.PathLike[str], format: str, size: int | None,
     try:
         if format == "raw":
             os.ftruncate(fd, size)
+            if preallocate:
+                _write_zeros(fd, size, progress)
         else:
             data = _qcow2_image(size, backing, backing_format)
             os.write(fd, data)
         os.fsync(fd)
-    except OSError as err:
+    except BaseException as err:  # also an interrupted preallocation: no half image stays
         os.close(fd)
         image.unlink(missing_ok=True)
+        if not isinstance(err, OSError):
+            raise
         code = "QV_STR_ERR_NOSPC" if err.errno == 28 else "QV_STR_ERR_IO"
         raise QVError(code, f"{image}: {err.strerror}") from None
     os.close(fd)

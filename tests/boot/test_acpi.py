@@ -116,6 +116,9 @@ def test_tables_disassemble(iasl: str, tmp_path: Path, cpus: int) -> None:
     assert re.search(r"Address : 0000000000000CF9", fadt)
     assert "Value to cause reset : 06" in fadt
     assert "SCI Interrupt : 0009" in fadt
+    # The power button is the PM1 fixed feature (the graceful stop presses it): flag clear.
+    assert re.search(r"Power Button \(V1\) : 0", fadt), fadt
+    assert re.search(r"Sleep Button \(V1\) : 1", fadt), fadt
 
     mcfg = disassemble(tmp_path, "MCFG", tables["MCFG"])
     assert "Base Address : 00000000E0000000" in mcfg

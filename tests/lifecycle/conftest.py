@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guest_build import Guest, build_asm_guest, toolchain_available
+from guest_build import Guest, build_asm_guest, build_virtio_blk_guest, toolchain_available
 
 GUEST_DIR = Path(__file__).parent / "guests"
 needs_kvm = pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
@@ -211,3 +211,11 @@ class Api:
 @pytest.fixture(params=["unix", "tcp"])
 def api(request: pytest.FixtureRequest, daemon: Daemon) -> Api:
     return Api(daemon, request.param)
+
+
+@pytest.fixture(scope="session")
+def virtio_blk_guest(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The freestanding virtio-blk guest of tests/pci/guest."""
+    if not toolchain_available():
+        pytest.skip("gcc/ld/objcopy not available to build the test guest")
+    return build_virtio_blk_guest(tmp_path_factory.mktemp("virtio-blk-guest"))

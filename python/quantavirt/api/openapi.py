@@ -34,6 +34,42 @@ RECORD_SCHEMA: dict[str, Any] = {
         "last_error": {"type": "object", "nullable": True}}}
 
 
+_INT = {"type": "integer", "minimum": 0}
+_DISK_COUNTERS = {k: _INT for k in (
+    "read_bytes", "write_bytes", "read_ops", "write_ops", "flush_ops", "discard_ops",
+    "write_zeroes_ops", "io_errors", "throttled")}
+STATS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "state", "pid", "vcpus", "process", "exits", "console", "disk",
+                 "network", "acpi", "resets"],
+    "properties": {
+        "name": {"type": "string"}, "state": {"type": "string"}, "pid": _INT,
+        "vcpus": {"type": "array", "items": {"type": "object", "properties": {
+            "index": _INT, "tid": _INT, "cpu_seconds": {"type": "number"}}}},
+        "process": {"type": "object", "properties": {
+            "rss_bytes": _INT, "cpu_seconds": {"type": "number"}}},
+        "exits": {"type": "object", "properties": {
+            "total": _INT, "by_reason": {"type": "object", "additionalProperties": _INT},
+            "pio": _INT, "mmio": _INT, "completed_instructions": _INT}},
+        "console": {"type": "object", "properties": {"bytes": _INT, "dropped": _INT}},
+        "disk": {"type": "object", "description": "totals over the VM's virtio-blk devices",
+                 "properties": {**_DISK_COUNTERS, "devices": {"type": "array", "items": {
+                     "type": "object", "properties": {
+                         "storage": _INT, "path": {"type": "string"},
+                         "readonly": {"type": "boolean"}, **_DISK_COUNTERS}}}}},
+        "network": {"type": "object", "properties": {
+            "rx_bytes": _INT, "tx_bytes": _INT, "rx_packets": _INT, "tx_packets": _INT,
+            "devices": {"type": "array", "items": {"type": "object"}},
+            "note": {"type": "string"}}},
+        "acpi": {"type": "object", "properties": {
+            "pm1_status": _INT, "pm1_enable": _INT,
+            "power_button": {"type": "object", "properties": {
+                "presses": _INT, "enabled": {"type": "boolean"},
+                "pending": {"type": "boolean"}}}}},
+        "balloon": {"type": "object", "nullable": True},
+        "resets": _INT}}
+
+
 def _err(desc: str) -> dict[str, Any]:
     return {"description": desc,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -92,7 +128,7 @@ def document() -> dict[str, Any]:
                         "VMList": {"type": "object", "required": ["vms"], "properties": {
                             "vms": {"type": "array",
                                     "items": {"$ref": "#/components/schemas/Record"}}}},
-                        "Stats": {"type": "object", "required": ["vcpus", "exits"]},
+                        "Stats": STATS_SCHEMA,
                         "Config": {"type": "object", "description":
                                    "a VM config, schema 1.0 (quantavirt schema export)"}}},
         "paths": {

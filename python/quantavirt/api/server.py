@@ -109,6 +109,9 @@ def make_app(token: str, supervisor: Supervisor | None = None) -> web.Applicatio
                 return error_response(QVError("QV_ERR_INVAL", "method not allowed here"), 405)
             if e.status == 413:
                 return error_response(QVError("QV_ERR_INVAL", "request body too large"), 413)
+            if e.status >= 400:  # any other HTTP error the framework raises: still JSON
+                name = "QV_ERR_INVAL" if e.status < 500 else "QV_ERR_INTERNAL"
+                return error_response(QVError(name, e.reason or "bad request"), e.status)
             raise
         except Exception as e:  # a bug: log it, answer without internals
             log("ERROR", SUBSYSTEM, f"{request.method} {request.path}: {e!r}")

@@ -17,14 +17,14 @@ this module from being registered as a group of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from quantavirt import encrypted_storage as es
+from quantavirt.cli import _progress
 from quantavirt.config.sizes import format_size
 from quantavirt.errors import QVError
 from quantavirt.keys import quantavirt_home
@@ -55,7 +55,9 @@ def add_create_options(create_parser: argparse.ArgumentParser) -> None:
                    help="sector AEAD (default: AES-256-GCM with AES-NI, else ChaCha20-Poly1305)")
     g.add_argument("--key", default="default", help="host key to wrap the data key to")
     g.add_argument("--preallocate", action="store_true",
-                   help="seal every sector now (detects erased sector records later)")
+                   help="encrypted: seal every sector now (detects erased sector records "
+                        "later); raw: write every byte now (full allocation); with a "
+                        "progress bar")
 
 
 def create_encrypted(args: argparse.Namespace) -> int:
@@ -67,8 +69,10 @@ def create_encrypted(args: argparse.Namespace) -> int:
     path = target if getattr(args, "path", None) else str(images_dir() / (
         target if Path(target).suffix else target + DEFAULT_SUFFIX))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    result = es.create(path, args.size, args.kem, args.aead, args.key,
-                       preallocate=args.preallocate)
+    bar = _progress.callback(getattr(args, "progress", None)) if args.preallocate else None
+    with _progress.FileAllocationWatch(path, bar) if bar else contextlib.nullcontext():
+        result = es.create(path, args.size, args.kem, args.aead, args.key,
+                           preallocate=args.preallocate)
     print(f"Created encrypted image {path}: {format_size(result['virtual_size'])}, "
           f"{result['kem']} / {result['aead']}, wrapped to host key {args.key}")
     return 0
@@ -116,31 +120,11 @@ def _rekey(args: argparse.Namespace) -> int:
     return 0
 
 
-class _ProgressBar:
-    """`qemu-img convert -p` style: (NN.NN/100%) on one line of stderr."""
-
-    def __init__(self) -> None:
-        self.last = -1.0
-        self.t0 = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        pct = 100.0 * done / total if total else 100.0
-        if pct - self.last >= 0.5 or done == total:
-            self.last = pct
-            rate = done / max(time.monotonic() - self.t0, 1e-9) / (1 << 20)
-            sys.stderr.write(f"\r    ({pct:6.2f}/100%) {rate:8.1f} MiB/s")
-            if done == total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _convert(args: argparse.Namespace) -> int:
-    progress = _ProgressBar() if args.progress else None
     es.convert(args.src, args.dst, args.format, src_format=args.src_format,
                key_name=args.key, src_key_name=args.src_key, aead=args.aead,
-               progress=progress)
-    if not args.progress:
-        print(f"Converted {args.src} -> {args.dst} ({args.format})")
+               progress=_progress.callback(args.progress))
+    print(f"Converted {args.src} -> {args.dst} ({args.format})")
     return 0
 
 
@@ -167,7 +151,7 @@ def add_storage_subcommands(storage_subparsers: argparse._SubParsersAction,
                    "matching it)")
     c.add_argument("--aead", choices=list(es.AEADS), default=None,
                    help="sector AEAD of an encrypted DST (default as for create)")
-    c.add_argument("--progress", "-p", action="store_true", help="show a progress bar")
+    _progress.add_progress_option(c, short=True)
     c.set_defaults(handler=_convert)
 
     if include_info:

@@ -99,9 +99,26 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"  exits: {ex['total']} ({reasons}); completed instructions "
           f"{ex['completed_instructions']}")
     d, n = st["disk"], st["network"]
-    print(f"  disk: {d['read_bytes']} B read, {d['write_bytes']} B written ({d['note']})")
-    print(f"  network: {n['rx_bytes']} B in, {n['tx_bytes']} B out ({n['note']})")
+    print(f"  disk: {_io(d)}")
+    for dev in d.get("devices", []):
+        print(f"    storage[{dev['storage']}] {dev['path']}: {_io(dev)}"
+              + (f", {dev['io_errors']} I/O errors" if dev["io_errors"] else ""))
+    print(f"  network: {n['rx_bytes']} B in ({n['rx_packets']} packets), {n['tx_bytes']} B "
+          f"out ({n['tx_packets']} packets)" + (f" ({n['note']})" if n.get("note") else ""))
+    button = st.get("acpi", {}).get("power_button")
+    if button:
+        print(f"  power button: pressed {button['presses']} time(s); the guest "
+              f"{'enabled' if button['enabled'] else 'did not enable'} it"
+              + ("; a press is pending" if button["pending"] else ""))
+    console = st.get("console")
+    if console:
+        print(f"  console: {console['bytes']} B out, {console['dropped']} B dropped")
     return 0
+
+
+def _io(d: dict[str, Any]) -> str:
+    return (f"{d['read_bytes']} B read in {d['read_ops']} ops, {d['write_bytes']} B written "
+            f"in {d['write_ops']} ops, {d['flush_ops']} flushes")
 
 
 def add_lifecycle(actions: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from quantavirt import encrypted_storage, storage
 from quantavirt.cli import _encrypted_storage as enc
+from quantavirt.cli import _progress
 from quantavirt.config.sizes import format_size, parse_size
 from quantavirt.errors import QVError
 
@@ -50,7 +51,9 @@ def _create(args: argparse.Namespace) -> int:
     path = _image_path(args.name, args.dir)
     if args.dir is None and not Path(args.name).is_absolute():
         path.parent.mkdir(parents=True, exist_ok=True)
-    storage.create(path, args.format, size, backing=args.backing)
+    storage.create(path, args.format, size, backing=args.backing,
+                   preallocate=args.preallocate,
+                   progress=_progress.callback(args.progress) if args.preallocate else None)
     print(f"created {path} ({args.format}, {format_size(storage.info(path)['virtual_size'])})")
     return 0
 
@@ -98,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--backing", help="backing file (qcow2 only)")
     c.add_argument("--dir", help="directory (default $QUANTAVIRT_HOME/images)")
     enc.add_create_options(c)
+    _progress.add_progress_option(c)
     c.set_defaults(handler=_create)
     i = sub.add_parser("info", help="show an image's format, sizes and backing file")
     i.add_argument("image", metavar="NAME|PATH")
