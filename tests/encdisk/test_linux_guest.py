@@ -19,10 +19,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from console_run import run_until
 
 from quantavirt.config import load_file
 from quantavirt.vm import VM
@@ -109,23 +109,10 @@ def test_guest_kernel_mounts_encrypted_root_rw(guest_kernel_dir, tmp_path, monke
         "pqc": {"enabled": True}}))
     config = load_file(str(config_file))
 
-    out = bytearray()
-    t0 = time.monotonic()
     with VM(config, log_path=str(tmp_path / "vm.log")) as vm:
-        vm.start()
-        while vm.wait(0.5) is None:
-            while chunk := vm.console.read(0):
-                out += chunk
-            # after the mount the kernel looks for an init it cannot run; that is the end
-            if MOUNTED.search(out) and b"Kernel panic" in out:
-                break
-            if time.monotonic() - t0 > BOOT_TIMEOUT:
-                break
-        if vm.state == "RUNNING":
-            vm.stop()
-        while chunk := vm.console.read(0.2):
-            out += chunk
-        wall = time.monotonic() - t0
+        # after the mount the kernel looks for an init it cannot run; that is the end
+        out, wall = run_until(vm, lambda o: bool(MOUNTED.search(o)) and b"Kernel panic" in o,
+                              BOOT_TIMEOUT)
         disk = vm.stats().disks[0]
     print(f"\nencrypted-root boot: {wall:.1f} s wall, disk {disk}")
     record_property("encrypted_boot_wall_s", round(wall, 1))

@@ -23,10 +23,10 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from console_run import run_until
 
 from quantavirt.errors import QVError
 from quantavirt.vm import VM
@@ -96,23 +96,10 @@ def boot(kernel_dir: Path, storage: list[dict], cmdline: str, tmp: Path) -> tupl
         if e.name == "QV_ERR_NOTSUP" and e.path == "boot.kernel":
             pytest.skip(f"direct kernel boot is not wired into the engine yet: {e.message}")
         raise
-    out = bytearray()
-    t0 = time.monotonic()
     with vm:
-        vm.start()
-        while vm.wait(0.5) is None:
-            while chunk := vm.console.read(0):
-                out += chunk
-            # after the mount the kernel looks for an init it cannot run; that is the end
-            if MOUNTED.search(out) and b"Kernel panic" in out:
-                break
-            if time.monotonic() - t0 > BOOT_TIMEOUT:
-                break
-        if vm.state == "RUNNING":
-            vm.stop()
-        while chunk := vm.console.read(0.2):
-            out += chunk
-        wall = time.monotonic() - t0
+        # after the mount the kernel looks for an init it cannot run; that is the end
+        out, wall = run_until(vm, lambda o: bool(MOUNTED.search(o)) and b"Kernel panic" in o,
+                              BOOT_TIMEOUT)
         stats = vm.stats()
         infos = []
         for i in range(8):

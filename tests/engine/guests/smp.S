@@ -5,13 +5,10 @@
 # or 1 (timeout). The test writes the vCPU count at 0x7004.
 # qv-guest: mode=prot32 load=0x100000
     .code32
+    .include "qv_guest.inc"
     .text
     .globl _start
 
-    .set LAPIC, 0xfee00000
-    .set ICR_LO, LAPIC + 0x300
-    .set ICR_HI, LAPIC + 0x310
-    .set SVR, LAPIC + 0xf0
     .set COUNTER, 0x7000
     .set NCPUS, 0x7004
     .set POPSUM, 0x7008
@@ -20,35 +17,7 @@ _start:
     mov NCPUS, %ebx
     movl $0, COUNTER
     movl $0, POPSUM
-    # trampoline -> 0x8000
-    mov $trampoline, %esi
-    mov $0x8000, %edi
-    mov $trampoline_end - trampoline, %ecx
-    cld
-    rep movsb
-    movl $0x1ff, SVR                # software-enable the LAPIC, spurious vector 0xff
-
-    mov $1, %ebp                    # APIC ID of the next AP
-next_ap:
-    cmp %ebx, %ebp
-    jae wait_all
-    mov %ebp, %eax
-    shl $24, %eax
-    mov %eax, ICR_HI
-    movl $0x00004500, ICR_LO        # INIT
-    call delay
-    mov %ebp, %eax
-    shl $24, %eax
-    mov %eax, ICR_HI
-    movl $0x00004608, ICR_LO        # SIPI, vector 0x08 -> 0x8000
-    call delay
-    mov %ebp, %eax
-    shl $24, %eax
-    mov %eax, ICR_HI
-    movl $0x00004608, ICR_LO        # second SIPI (ignored by an AP already running)
-    inc %ebp
-    jmp next_ap
-
+    START_APS32
 wait_all:
     mov %ebx, %edx
     dec %edx                        # APs expected
@@ -74,10 +43,6 @@ done:
 2:  hlt
     jmp 2b
 
-delay:
-    mov $2000, %ecx
-3:  loop 3b
-    ret
 
     .code16
 trampoline:

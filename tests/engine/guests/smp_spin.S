@@ -4,41 +4,17 @@
 # and stops the VM. The test writes the vCPU count at 0x7004.
 # qv-guest: mode=prot32 load=0x100000
     .code32
+    .include "qv_guest.inc"
     .text
     .globl _start
 
-    .set LAPIC, 0xfee00000
-    .set ICR_LO, LAPIC + 0x300
-    .set ICR_HI, LAPIC + 0x310
-    .set SVR, LAPIC + 0xf0
     .set COUNTER, 0x7000
     .set NCPUS, 0x7004
 
 _start:
     mov NCPUS, %ebx
     movl $0, COUNTER
-    mov $trampoline, %esi
-    mov $0x8000, %edi
-    mov $trampoline_end - trampoline, %ecx
-    cld
-    rep movsb
-    movl $0x1ff, SVR                # software-enable the LAPIC, spurious vector 0xff
-    mov $1, %ebp                    # APIC ID of the next AP
-next_ap:
-    cmp %ebx, %ebp
-    jae wait_all
-    mov %ebp, %eax
-    shl $24, %eax
-    mov %eax, ICR_HI
-    movl $0x00004500, ICR_LO        # INIT
-    call delay
-    mov %ebp, %eax
-    shl $24, %eax
-    mov %eax, ICR_HI
-    movl $0x00004608, ICR_LO        # SIPI, vector 0x08 -> 0x8000
-    call delay
-    inc %ebp
-    jmp next_ap
+    START_APS32
 wait_all:
     mov %ebx, %edx
     dec %edx                        # APs expected
@@ -53,10 +29,6 @@ report:
 2:  pause
     jmp 2b
 
-delay:
-    mov $2000, %ecx
-3:  loop 3b
-    ret
 
     .code16
 trampoline:
