@@ -34,6 +34,7 @@
 #define MAX_VIRTIO 16
 #define EV_STOP UINT64_MAX
 #define EV_TIMER (UINT64_MAX - 1)
+#define EV_COMPLETE 0xffu /* low byte of a function's key: its completion fd, not a queue */
 #define CONSOLE_INPUT_MAX 4096
 
 struct virtio_fn {
@@ -45,6 +46,7 @@ struct virtio_fn {
     void *model;
     unsigned nq;
     int qfd[QV_VIRTIO_MAX_QUEUES];
+    int cfd;              /* the device's completion fd (virtio-blk engines), -1 = none */
     uint64_t deadline[QV_VIRTIO_MAX_QUEUES];
     uint64_t mapped;      /* BAR base the ioeventfds are registered at, 0 = none */
     _Atomic uint64_t kicks_thread, kicks_exit, msis;
@@ -189,6 +191,12 @@ static void *io_thread(void *arg)
             }
             struct virtio_fn *f = p->fns[key >> 8];
             unsigned q = key & 0xff;
+            if (q == EV_COMPLETE) {
+                ssize_t r = read(f->cfd, &cnt, sizeof(cnt));
+                (void)r;
+                qv_virtio_pci_complete(f->pci, f->deadline);
+                continue;
+            }
             ssize_t r = read(f->qfd[q], &cnt, sizeof(cnt));
             (void)r;
             run_queue(f, q);
@@ -283,7 +291,11 @@ int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen)
 int qv_pci_devices_start(struct qv_vm *vm)
 {
     struct qv_vm_pci *p = vm->pcidev;
-    if (!p || !p->ioeventfd || p->nfns == 0)
+    bool completions = false;
+    for (unsigned i = 0; p && i < p->nfns; i++)
+        completions |= p->fns[i]->cfd >= 0;
+    /* the thread serves ioeventfd kicks and asynchronous disk completions */
+    if (!p || (!p->ioeventfd && !completions) || p->nfns == 0)
         return QV_SUCCESS;
     if (pthread_create(&p->thread, NULL, io_thread, vm) != 0)
         return QV_ERR_NOMEM;
@@ -353,6 +365,7 @@ static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_devi
     f->model = model;
     f->index = p->nfns;
     f->nq = dev->num_queues;
+    f->cfd = -1;
     for (unsigned q = 0; q < QV_VIRTIO_MAX_QUEUES; q++)
         f->qfd[q] = -1;
     int rc = QV_SUCCESS;
@@ -401,15 +414,34 @@ int qv_vm_add_virtio_blk(struct qv_vm *vm, struct qv_disk *disk,
 {
     if (!vm || !disk || !opts)
         return QV_ERR_INVAL;
-    if (opts->num_queues > QV_VIRTIO_MAX_QUEUES - 1)
+    if (opts->num_queues > QV_VIRTIO_MAX_QUEUES - 1 || !vm->pcidev)
         return QV_ERR_INVAL;
-    struct qv_virtio_blk *blk = qv_virtio_blk_new(disk, opts);
-    if (!blk)
-        return QV_ERR_INVAL;
-    int rc = add_fn(vm, QV_VIRTIO_KIND_BLK, blk, qv_virtio_blk_device(blk), index_out);
-    if (rc)
+    struct qv_virtio_blk *blk = NULL;
+    char err[256];
+    int rc = qv_virtio_blk_create(disk, opts, &blk, err, sizeof err);
+    if (rc) {
+        qv_vm_log(vm, "ERROR", "virtio-blk: %s", err[0] ? err : qv_strerror(rc));
+        return rc;
+    }
+    int index = -1;
+    rc = add_fn(vm, QV_VIRTIO_KIND_BLK, blk, qv_virtio_blk_device(blk), &index);
+    if (rc) {
         qv_virtio_blk_free(blk);
-    return rc;
+        return rc;
+    }
+    struct virtio_fn *f = vm->pcidev->fns[index];
+    int cfd = qv_virtio_blk_completion_fd(blk);
+    if (cfd >= 0) {
+        /* the function stays registered; the engine's fd is owned by the device */
+        struct epoll_event e = {.events = EPOLLIN,
+                                .data.u64 = ((uint64_t)f->index << 8) | EV_COMPLETE};
+        if (epoll_ctl(vm->pcidev->epfd, EPOLL_CTL_ADD, cfd, &e) != 0)
+            return QV_ERR_IO;
+        f->cfd = cfd;
+    }
+    if (index_out)
+        *index_out = index;
+    return QV_SUCCESS;
 }
 
 int qv_vm_add_virtio_console(struct qv_vm *vm)
