@@ -298,7 +298,7 @@ class Machine:
         self._check(lib.qv_vm_virtio_info(self._handle(), index, info), "virtio info")
         return {name: int(getattr(info, name)) for name in (
             "kind", "slot", "status", "memory_enabled", "bar", "num_queues", "ioeventfd",
-            "thread_kicks", "exit_kicks", "msis")}
+            "thread_kicks", "exit_kicks", "msis", "irqfd_msis")}
 
     def blk_stats(self, index: int) -> dict[str, int]:
         st = ffi.new("struct qv_virtio_blk_stats *")

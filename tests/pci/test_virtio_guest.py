@@ -65,6 +65,8 @@ def check_run(r, ioeventfd_expected: bool = True) -> None:
     assert r.info["bar"] == 0xC8000000 and r.info["memory_enabled"] == 1
     assert r.info["status"] == 0x0F                   # ACK|DRIVER|FEATURES_OK|DRIVER_OK
     assert r.info["msis"] == irqs == 8                # each of the 8 requests interrupted
+    # with KVM_CAP_IRQ_ROUTING + KVM_CAP_IRQFD every message went through the vector's irqfd
+    assert r.info["irqfd_msis"] in (0, r.info["msis"])
     blk = r.blk
     assert blk["wr_ops"] == 1 and blk["wr_bytes"] == 4096
     assert blk["rd_ops"] == 3 and blk["rd_bytes"] == 1024 + 4096 + 4096
@@ -103,6 +105,34 @@ def test_virtio_blk_raw_read_write_flush_discard(tmp_path, run_virtio_guest, io,
     if io == "native":
         # all five on io_uring (the read past the end is refused before the engine)
         assert r.blk["aio_uring"] == 5 and r.blk["aio_sync_fallback"] == 0
+
+
+@pytest.mark.parametrize("irqfd", [True, False])
+def test_msi_through_irqfd_or_signal_msi(tmp_path, run_virtio_guest, monkeypatch, irqfd):
+    """MSI-X goes out through KVM irqfds (GSI routes made from the guest's table entries);
+    QV_NO_IRQFD forces the KVM_SIGNAL_MSI fallback. The guest sees the same interrupts."""
+    import fcntl
+    import os
+    kvm = os.open("/dev/kvm", os.O_RDWR)
+    try:  # KVM_CHECK_EXTENSION on /dev/kvm: KVM_CAP_IRQ_ROUTING (25), KVM_CAP_IRQFD (32)
+        caps = all(fcntl.ioctl(kvm, 0xAE03, cap) > 0 for cap in (25, 32))
+    finally:
+        os.close(kvm)
+    if not irqfd:
+        monkeypatch.setenv("QV_NO_IRQFD", "1")
+    img = tmp_path / "disk.raw"
+    make_raw(img)
+    disk = open_disk(img, "raw", discard=True)
+    try:
+        r = run_virtio_guest(disk._disk)
+    finally:
+        disk.close()
+    check_run(r)
+    check_host_view(img.read_bytes())
+    if irqfd and caps:
+        assert r.info["irqfd_msis"] == r.info["msis"] == 8
+    else:
+        assert r.info["irqfd_msis"] == 0 and r.info["msis"] == 8
 
 
 @pytest.mark.parametrize("io", ["threads", "native"])
