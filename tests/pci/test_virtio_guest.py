@@ -137,8 +137,9 @@ def test_msi_through_irqfd_or_signal_msi(tmp_path, run_virtio_guest, monkeypatch
 
 @pytest.mark.parametrize("io", ["threads", "native"])
 def test_virtio_blk_qcow2_io_modes(tmp_path, run_virtio_guest, io):
-    """qcow2 under the engines: threads runs the format's code on workers; native has no
-    mapping for qcow2 yet and runs requests synchronously (counted as fallbacks)."""
+    """qcow2 under the engines: threads runs the format's code on workers; native reads
+    allocated clusters through io_uring and runs writes, flushes and reads of unallocated
+    clusters synchronously (counted as fallbacks)."""
     need_qemu_img()
     raw = tmp_path / "seed.raw"
     make_raw(raw)
@@ -151,6 +152,10 @@ def test_virtio_blk_qcow2_io_modes(tmp_path, run_virtio_guest, io):
     finally:
         disk.close()
     check_run(r)
+    assert r.blk["aio_submitted"] == 5
+    if io == "native":
+        assert r.blk["aio_uring"] >= 1 and r.blk["aio_sync_fallback"] >= 2  # write, flush
+        assert r.blk["aio_uring"] + r.blk["aio_sync_fallback"] == 5
     chk = subprocess.run(["qemu-img", "check", str(img)], capture_output=True, text=True)
     assert chk.returncode == 0, chk.stdout + chk.stderr
     out = tmp_path / "back.raw"
