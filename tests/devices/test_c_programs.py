@@ -24,6 +24,7 @@ PROGRAMS = {
                         "rate_limits"],
     "test_virtio_devices": ["rng", "console", "balloon"],
     "test_virtio_pci_random": [],
+    "test_pci_config_random": [],
 }
 
 
