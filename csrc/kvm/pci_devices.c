@@ -27,6 +27,7 @@
 
 #include "devices/pci.h"
 #include "kvm/vm_internal.h"
+#include "quantavirt/acpi.h"
 #include "quantavirt/errors.h"
 #include "quantavirt/layout.h"
 #include "quantavirt/virtio_balloon.h"
@@ -90,6 +91,9 @@ struct qv_vm_pci {
     pthread_mutex_t route_lock;
     struct msi_route routes[MAX_MSI_ROUTES];
     unsigned nroutes;
+    /* INTx (MSI-X off): functions asserting INTA, per _PRT GSI (slots share GSIs) */
+    pthread_mutex_t intx_lock;
+    uint32_t intx_asserted[QV_PCI_INTX_GSIS];
 };
 
 static const struct qv_pci_function_ops virtio_ops; /* below */
@@ -188,6 +192,24 @@ static void fn_msi(void *opaque, uint16_t vector, uint64_t addr, uint32_t data)
                           .data = data};
     /* A message the guest left nonsensical is its own problem; KVM refuses it harmlessly. */
     ioctl(f->vm->vm_fd, KVM_SIGNAL_MSI, &msi);
+}
+
+/* The transport's INTx level (MSI-X disabled): the function's INTA through the _PRT GSI,
+ * level-triggered; a GSI shared by several slots is high while any of them asserts it. */
+static void fn_intx(void *opaque, int level)
+{
+    struct virtio_fn *f = opaque;
+    struct qv_vm_pci *p = f->vm->pcidev;
+    uint32_t gsi = qv_pci_intx_gsi(f->slot, 0);
+    uint32_t bit = 1u << f->slot, *mask = &p->intx_asserted[gsi - QV_PCI_INTX_GSI_BASE];
+    pthread_mutex_lock(&p->intx_lock);
+    uint32_t before = *mask;
+    *mask = level ? before | bit : before & ~bit;
+    if (!before != !*mask) {
+        struct kvm_irq_level l = {.irq = gsi, .level = *mask != 0};
+        ioctl(f->vm->vm_fd, KVM_IRQ_LINE, &l);
+    }
+    pthread_mutex_unlock(&p->intx_lock);
 }
 
 /* A notify write that reached user space: hand it to the I/O thread like an ioeventfd. */
@@ -358,6 +380,7 @@ int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen)
     p->epfd = p->stopfd = p->timerfd = -1;
     pthread_mutex_init(&p->in_lock, NULL);
     pthread_mutex_init(&p->route_lock, NULL);
+    pthread_mutex_init(&p->intx_lock, NULL);
     p->irqfd = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING) > 0 &&
                ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD) > 0 &&
                !getenv("QV_NO_IRQFD"); /* tests force the KVM_SIGNAL_MSI fallback */
@@ -454,6 +477,7 @@ void qv_pci_devices_destroy(struct qv_vm *vm)
         close(p->routes[i].fd); /* closing an irqfd's eventfd detaches it from KVM */
     pthread_mutex_destroy(&p->in_lock);
     pthread_mutex_destroy(&p->route_lock);
+    pthread_mutex_destroy(&p->intx_lock);
     free(p);
     vm->pcidev = NULL;
 }
@@ -489,7 +513,7 @@ static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_devi
             rc = QV_ERR_IO;
     }
     struct qv_virtio_pci_callbacks cb = {
-        .msi = fn_msi, .intx = NULL, .queue_notify = p->ioeventfd ? fn_queue_notify : NULL,
+        .msi = fn_msi, .intx = fn_intx, .queue_notify = p->ioeventfd ? fn_queue_notify : NULL,
         .opaque = f};
     if (!rc) {
         f->pci = qv_virtio_pci_new(dev, &p->mem, (uint16_t)(f->nq + 1), &cb);
