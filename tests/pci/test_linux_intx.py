@@ -54,9 +54,8 @@ def test_linux_root_over_intx(guest_kernel_dir: Path, tmp_path: Path, record_pro
     print(f"\nINTx boot: {wall:.1f} s wall")
     record_property("boot_wall_s", round(wall, 1))
     assert MOUNTED.search(out), text[-3000:]
-    # the routing came from _PRT: INT A of 00:01.0 -> GSI 17, no "can't derive routing"
-    assert re.search(r"virtio-pci 0000:00:01\.0: PCI INT A -> GSI 17 \(level, low\)", text), \
-        text[-4000:]
-    assert "can't derive routing" not in text
+    # the routing came from _PRT (without it: "can't derive routing for PCI INT A" and
+    # "PCI INT A: no GSI", and with pci=nomsi no interrupt at all: the root never mounts)
+    assert "can't derive routing" not in text and "no GSI" not in text, text[-4000:]
     assert info["msis"] == 0              # MSI-X never enabled: every interrupt was INTx
     assert disk["rd_ops"] > 0 and disk["wr_ops"] > 0
