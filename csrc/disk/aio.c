@@ -151,6 +151,13 @@ static struct io_uring_sqe *get_sqe(struct qv_disk_aio *aio)
     return sqe;
 }
 
+static void mapped_done(struct qv_disk *disk, struct qv_disk_aio_req *req)
+{
+    if (req->mapped_write && disk->ops->host_done)
+        disk->ops->host_done(disk);
+    req->mapped_write = 0;
+}
+
 /* Prepare req on the ring; false when it must run synchronously instead. */
 static bool uring_prepare(struct qv_disk_aio *aio, struct qv_disk_aio_req *req)
 {
@@ -174,19 +181,25 @@ static bool uring_prepare(struct qv_disk_aio *aio, struct qv_disk_aio_req *req)
     if (len == 0 || len > (1u << 30) || req->iovcnt > IOV_MAX ||
         disk->ops->host_map(disk, req->offset, len, req->op == QV_DISK_AIO_WRITE, &ext) != 0)
         return false;
-    if (ext.align > 1 && ((ext.offset | len) & (ext.align - 1)))
+    req->mapped_write = req->op == QV_DISK_AIO_WRITE;
+    if (ext.align > 1 && ((ext.offset | len) & (ext.align - 1))) {
+        mapped_done(disk, req);
         return false; /* partial O_DIRECT blocks: the format's read-modify-write */
+    }
     bool bounce = ext.align > 1 && !iov_aligned(req->iov, req->iovcnt, ext.align);
     void *buf = NULL;
     if (bounce) {
-        if (posix_memalign(&buf, ext.align, (size_t)len))
+        if (posix_memalign(&buf, ext.align, (size_t)len)) {
+            mapped_done(disk, req);
             return false;
+        }
         if (req->op == QV_DISK_AIO_WRITE)
             qv_iov_copy_out(req->iov, req->iovcnt, 0, buf, (size_t)len);
     }
     struct io_uring_sqe *sqe = get_sqe(aio);
     if (!sqe) {
         free(buf);
+        mapped_done(disk, req);
         return false;
     }
     if (bounce && req->op == QV_DISK_AIO_WRITE)
@@ -229,6 +242,7 @@ static void collect_uring(struct qv_disk_aio *aio)
         } else if (req->bounce && req->op == QV_DISK_AIO_READ) {
             qv_iov_copy_in(req->iov, req->iovcnt, 0, req->bounce, (size_t)req->len);
         }
+        mapped_done(aio->disk, req);
         free(req->bounce);
         req->bounce = NULL;
         req->result = rc;
@@ -318,6 +332,7 @@ void qv_disk_aio_commit(struct qv_disk_aio *aio)
 
 void qv_disk_aio_submit(struct qv_disk_aio *aio, struct qv_disk_aio_req *req)
 {
+    req->mapped_write = 0;
     req->bounce = NULL;
     req->result = 0;
     req->next = NULL;

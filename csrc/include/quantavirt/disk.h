@@ -52,6 +52,8 @@ struct qv_disk_ops {
      * request itself. len 0 asks for the file a flush may fdatasync directly. */
     int (*host_map)(struct qv_disk *disk, uint64_t offset, uint64_t len, int write,
                     struct qv_disk_extent *out);
+    /* Optional: a write mapped by host_map finished (or was not issued after all). */
+    void (*host_done)(struct qv_disk *disk);
 };
 
 struct qv_disk {

@@ -47,6 +47,7 @@ struct qv_disk_aio_req {
     void *bounce;
     uint64_t len;
     int how;
+    int mapped_write;          /* host_map(write) succeeded: host_done owed */
 };
 
 struct qv_disk_aio_stats {
