@@ -223,9 +223,8 @@ def virtio_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def blk_path_run(binary: Path, images: dict[str, Path], fmt: str, workload: str,
                  bs: int) -> tuple[float, float]:
     """(MB/s per wall second, MB/s per CPU second) of one bench_blk_path run."""
-    cmd = [str(binary), str(images[fmt]), fmt, workload, str(bs), str(VIRTIO_TOTAL[bs])]
-    if fmt == "encrypted":
-        cmd.append(str(images["key"]))
+    spec = f"encrypted:{images['key']}" if fmt == "encrypted" else fmt
+    cmd = [str(binary), str(images[fmt]), spec, workload, str(bs), str(VIRTIO_TOTAL[bs])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     m = re.search(r": ([\d.]+) MB/s, [\d.]+ IOPS, ([\d.]+) s, cpu ([\d.]+) s", out)
     assert m, out

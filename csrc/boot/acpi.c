@@ -135,6 +135,20 @@ static int build_dsdt(struct builder *b, const struct qv_memory_layout *l,
         qv_res_end(&r);
         qv_aml_name(&a, "_CRS");
         qv_aml_buffer(&a, r.buf, r.len);
+        /* INTx routing (ACPI 6.x 6.2.13): {device << 16 | 0xffff, pin, Zero (no link
+         * device: the last field is a GSI), GSI} for devices 1..31, pins INTA..INTD. */
+        qv_aml_name(&a, "_PRT");
+        qv_aml_package_begin(&a, 31 * 4);
+        for (uint32_t dev = 1; dev < 32; dev++)
+            for (uint32_t pin = 0; pin < 4; pin++) {
+                qv_aml_package_begin(&a, 4);
+                qv_aml_integer(&a, dev << 16 | 0xffff);
+                qv_aml_integer(&a, pin);
+                qv_aml_integer(&a, 0);
+                qv_aml_integer(&a, qv_pci_intx_gsi(dev, pin));
+                qv_aml_end(&a);
+            }
+        qv_aml_end(&a);
         qv_aml_end(&a);
     }
     if (cfg->ecam && l->ecam_base) {

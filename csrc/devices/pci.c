@@ -81,7 +81,8 @@ static void update_mapping(struct qv_pci_host *h, unsigned slot)
 static uint32_t config_read_locked(struct qv_pci_host *h, unsigned bus, unsigned dev,
                                    unsigned fn, uint32_t offset, unsigned size)
 {
-    uint32_t ones = size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
+    /* all ones of the access width; widths above 4 bytes (invalid here) get 32 of them */
+    uint32_t ones = size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
     if (!access_ok(offset, size) || bus != 0 || fn != 0 || dev >= QV_PCI_MAX_SLOTS ||
         offset >= 4096)
         return ones;

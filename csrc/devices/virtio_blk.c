@@ -7,13 +7,18 @@
 #include "quantavirt/virtio_blk.h"
 
 #include <endian.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "quantavirt/disk_aio.h"
 #include "quantavirt/errors.h"
 
 #define SECTOR 512u
+/* requests in flight at once per device with an asynchronous engine (all queues together) */
+#define ASYNC_SLOTS 128u
 #define HDR_BYTES 16u
 #define SEG_BYTES 16u
 
@@ -23,11 +28,27 @@ struct bucket {
     uint64_t last_ns;
 };
 
-struct blk_queue {
+/* One request from pop to push. Synchronously each queue uses its own; with an engine
+ * (io threads / native) they come from a pool and live until the engine completes them. */
+struct blk_req {
+    struct qv_disk_aio_req aio; /* first: reaped requests convert back */
     struct iovec *iov;      /* iov_cap entries: the popped chain */
     struct iovec *data;     /* iov_cap entries: the data slice of a request */
     struct qv_vq_elem elem;
-    int pending;            /* elem was popped but held back by a rate limit */
+    unsigned int q;
+    uint32_t type;          /* header fields, read once at pop (no double fetch) */
+    uint64_t sector;
+    uint64_t seq;           /* pop order over the device, for flush ordering */
+    int charged;            /* the rate limits were already paid */
+    int submitted;          /* in the engine */
+    struct blk_req *next_free;
+};
+
+struct blk_queue {
+    struct blk_req sync;    /* the request of the synchronous path */
+    struct blk_req *held;   /* popped, not started: rate-limited, or a flush waiting for the
+                               writes before it */
+    int stalled;            /* no free request: completions process the queue again */
 };
 
 struct qv_virtio_blk {
@@ -44,6 +65,10 @@ struct qv_virtio_blk {
     void *clock_opaque;
     struct blk_queue *q;
     struct qv_virtio_blk_stats stats;
+    struct qv_disk_aio *aio;   /* NULL: requests run inline in process_queue */
+    struct blk_req *slots;     /* ASYNC_SLOTS, with aio */
+    struct blk_req *free_slots;
+    uint64_t next_seq;
 };
 
 static struct qv_virtio_blk *to_blk(struct qv_virtio_device *dev)
@@ -152,24 +177,27 @@ static int range_ok(const struct qv_virtio_blk *blk, uint64_t sector, uint64_t b
     return off <= blk->disk->size && bytes <= blk->disk->size - off;
 }
 
-static uint8_t do_rw(struct qv_virtio_blk *blk, struct blk_queue *bq, int write, uint64_t sector)
+static uint64_t rw_len(const struct blk_req *r, int write)
 {
-    struct qv_vq_elem *e = &bq->elem;
+    return write ? r->elem.out_len - HDR_BYTES : r->elem.in_len - 1;
+}
+
+/* Check an IN/OUT request and slice its data into r->data; the slice count, or -1 (IOERR). */
+static int rw_prepare(struct qv_virtio_blk *blk, struct blk_req *r, int write)
+{
+    struct qv_vq_elem *e = &r->elem;
     const struct iovec *src = write ? e->iov : e->iov + e->out_num;
     unsigned int nsrc = write ? e->out_num : e->in_num;
-    uint64_t start = write ? HDR_BYTES : 0;
-    uint64_t len = write ? e->out_len - HDR_BYTES : e->in_len - 1;
+    uint64_t len = rw_len(r, write);
     if (write && blk->readonly)
-        return QV_VIRTIO_BLK_S_IOERR;
-    if (len % SECTOR || !range_ok(blk, sector, len))
-        return QV_VIRTIO_BLK_S_IOERR;
-    int n = qv_iov_slice(src, nsrc, start, len, bq->data, blk->iov_cap);
-    if (n < 0)
-        return QV_VIRTIO_BLK_S_IOERR;
-    int rc = write ? blk->disk->ops->writev(blk->disk, sector * SECTOR, bq->data, n)
-                   : blk->disk->ops->readv(blk->disk, sector * SECTOR, bq->data, n);
-    if (rc != 0)
-        return QV_VIRTIO_BLK_S_IOERR;
+        return -1;
+    if (len % SECTOR || !range_ok(blk, r->sector, len))
+        return -1;
+    return qv_iov_slice(src, nsrc, write ? HDR_BYTES : 0, len, r->data, blk->iov_cap);
+}
+
+static void count_rw(struct qv_virtio_blk *blk, int write, uint64_t len)
+{
     if (write) {
         stat_add(&blk->stats.wr_ops, 1);
         stat_add(&blk->stats.wr_bytes, len);
@@ -177,6 +205,19 @@ static uint8_t do_rw(struct qv_virtio_blk *blk, struct blk_queue *bq, int write,
         stat_add(&blk->stats.rd_ops, 1);
         stat_add(&blk->stats.rd_bytes, len);
     }
+}
+
+static uint8_t do_rw(struct qv_virtio_blk *blk, struct blk_req *r, int write)
+{
+    int n = rw_prepare(blk, r, write);
+    if (n < 0)
+        return QV_VIRTIO_BLK_S_IOERR;
+    uint64_t off = r->sector * SECTOR;
+    int rc = write ? blk->disk->ops->writev(blk->disk, off, r->data, n)
+                   : blk->disk->ops->readv(blk->disk, off, r->data, n);
+    if (rc != 0)
+        return QV_VIRTIO_BLK_S_IOERR;
+    count_rw(blk, write, rw_len(r, write));
     return QV_VIRTIO_BLK_S_OK;
 }
 
@@ -196,9 +237,9 @@ static int zero_fallback(struct qv_disk *disk, uint64_t off, uint64_t len)
 }
 
 /* DISCARD and WRITE_ZEROES: an array of { le64 sector; le32 num_sectors; le32 flags }. */
-static uint8_t do_ranges(struct qv_virtio_blk *blk, struct blk_queue *bq, uint32_t type)
+static uint8_t do_ranges(struct qv_virtio_blk *blk, struct blk_req *r, uint32_t type)
 {
-    struct qv_vq_elem *e = &bq->elem;
+    struct qv_vq_elem *e = &r->elem;
     int discard = type == QV_VIRTIO_BLK_T_DISCARD;
     if (discard && !blk->discard)
         return QV_VIRTIO_BLK_S_UNSUPP;
@@ -249,21 +290,37 @@ static uint8_t do_ranges(struct qv_virtio_blk *blk, struct blk_queue *bq, uint32
     return QV_VIRTIO_BLK_S_OK;
 }
 
-/* Execute the popped request; returns the bytes written into the writable part. */
-static uint32_t execute(struct qv_virtio_blk *blk, struct blk_queue *bq, uint32_t type,
-                        uint64_t sector)
+static void count_status(struct qv_virtio_blk *blk, uint8_t status)
 {
-    struct qv_vq_elem *e = &bq->elem;
+    if (status == QV_VIRTIO_BLK_S_IOERR)
+        stat_add(&blk->stats.io_errors, 1);
+    else if (status == QV_VIRTIO_BLK_S_UNSUPP)
+        stat_add(&blk->stats.unsupported, 1);
+}
+
+/* Store the status byte; returns the used length (data + status for a good IN). */
+static uint32_t finish(struct blk_req *r, uint8_t status, uint64_t written)
+{
+    struct qv_vq_elem *e = &r->elem;
+    qv_iov_from_buf(e->iov + e->out_num, e->in_num, e->in_len - 1, &status, 1);
+    return written > UINT32_MAX ? UINT32_MAX : (uint32_t)written;
+}
+
+/* Execute the popped request; returns the bytes written into the writable part. */
+static uint32_t execute(struct qv_virtio_blk *blk, struct blk_req *r)
+{
+    struct qv_vq_elem *e = &r->elem;
+    uint32_t type = r->type;
     uint8_t status;
     uint64_t written = 1; /* the status byte */
     switch (type) {
     case QV_VIRTIO_BLK_T_IN:
-        status = do_rw(blk, bq, 0, sector);
+        status = do_rw(blk, r, 0);
         if (status == QV_VIRTIO_BLK_S_OK)
             written = e->in_len;
         break;
     case QV_VIRTIO_BLK_T_OUT:
-        status = do_rw(blk, bq, 1, sector);
+        status = do_rw(blk, r, 1);
         break;
     case QV_VIRTIO_BLK_T_FLUSH:
         status = QV_VIRTIO_BLK_S_OK;
@@ -281,70 +338,177 @@ static uint32_t execute(struct qv_virtio_blk *blk, struct blk_queue *bq, uint32_
     }
     case QV_VIRTIO_BLK_T_DISCARD:
     case QV_VIRTIO_BLK_T_WRITE_ZEROES:
-        status = do_ranges(blk, bq, type);
+        status = do_ranges(blk, r, type);
         break;
     default:
         status = QV_VIRTIO_BLK_S_UNSUPP;
         break;
     }
-    if (status == QV_VIRTIO_BLK_S_IOERR)
-        stat_add(&blk->stats.io_errors, 1);
-    else if (status == QV_VIRTIO_BLK_S_UNSUPP)
-        stat_add(&blk->stats.unsupported, 1);
-    qv_iov_from_buf(e->iov + e->out_num, e->in_num, e->in_len - 1, &status, 1);
-    return written > UINT32_MAX ? UINT32_MAX : (uint32_t)written;
+    count_status(blk, status);
+    return finish(r, status, written);
 }
 
-static uint64_t blk_process(struct qv_virtio_device *dev, unsigned int q)
+/* ---- the asynchronous engine ---- */
+
+static struct blk_req *take_req(struct qv_virtio_blk *blk, struct blk_queue *bq)
+{
+    if (!blk->aio)
+        return &bq->sync;
+    struct blk_req *r = blk->free_slots;
+    if (r)
+        blk->free_slots = r->next_free;
+    return r;
+}
+
+static void give_req(struct qv_virtio_blk *blk, struct blk_req *r)
+{
+    if (!blk->aio)
+        return;
+    r->submitted = 0;
+    r->next_free = blk->free_slots;
+    blk->free_slots = r;
+}
+
+/* A flush completes after every write popped before it: true while one is still running. */
+static int earlier_writes_running(const struct qv_virtio_blk *blk, uint64_t seq)
+{
+    for (unsigned i = 0; i < ASYNC_SLOTS; i++) {
+        const struct blk_req *r = &blk->slots[i];
+        if (r->submitted && r->type == QV_VIRTIO_BLK_T_OUT && r->seq < seq)
+            return 1;
+    }
+    return 0;
+}
+
+/* Hand IN / OUT / FLUSH to the engine; 0 when the request is to run inline (everything else,
+ * and requests that fail their checks: execute() answers them with IOERR). */
+static int start_async(struct qv_virtio_blk *blk, struct blk_req *r)
+{
+    if (r->type == QV_VIRTIO_BLK_T_FLUSH) {
+        r->aio.op = QV_DISK_AIO_FLUSH;
+        r->aio.iov = NULL;
+        r->aio.iovcnt = 0;
+    } else if (r->type == QV_VIRTIO_BLK_T_IN || r->type == QV_VIRTIO_BLK_T_OUT) {
+        int write = r->type == QV_VIRTIO_BLK_T_OUT;
+        int n = rw_prepare(blk, r, write);
+        if (n < 0)
+            return 0;
+        r->aio.op = write ? QV_DISK_AIO_WRITE : QV_DISK_AIO_READ;
+        r->aio.offset = r->sector * SECTOR;
+        r->aio.iov = r->data;
+        r->aio.iovcnt = n;
+    } else {
+        return 0;
+    }
+    r->submitted = 1;
+    qv_disk_aio_submit(blk->aio, &r->aio);
+    return 1;
+}
+
+/* Finished engine requests -> used ring. Returns the queues to process again (bit q). */
+static uint64_t blk_complete(struct qv_virtio_device *dev)
 {
     struct qv_virtio_blk *blk = to_blk(dev);
+    if (!blk->aio)
+        return 0;
+    uint64_t touched = 0, again = 0;
+    struct qv_disk_aio_req *done[32];
+    unsigned n;
+    while ((n = qv_disk_aio_reap(blk->aio, done, 32)) > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            struct blk_req *r = (struct blk_req *)(void *)done[i];
+            uint8_t status = done[i]->result == 0 ? QV_VIRTIO_BLK_S_OK : QV_VIRTIO_BLK_S_IOERR;
+            uint64_t written = 1;
+            if (r->type == QV_VIRTIO_BLK_T_FLUSH) {
+                stat_add(&blk->stats.flush_ops, 1);
+            } else if (status == QV_VIRTIO_BLK_S_OK) {
+                int write = r->type == QV_VIRTIO_BLK_T_OUT;
+                count_rw(blk, write, rw_len(r, write));
+                if (!write)
+                    written = r->elem.in_len;
+            }
+            count_status(blk, status);
+            r->submitted = 0;
+            uint32_t used = finish(r, status, written);
+            qv_vq_push(&dev->queues[r->q], r->elem.head, used); /* fails only if broken */
+            touched |= 1ull << r->q;
+            give_req(blk, r);
+        }
+    }
+    for (unsigned q = 0; q < dev->num_queues; q++) {
+        if (touched >> q & 1)
+            qv_virtio_device_signal(dev, q);
+        struct blk_queue *bq = &blk->q[q];
+        if (bq->stalled || (bq->held && bq->held->type == QV_VIRTIO_BLK_T_FLUSH)) {
+            bq->stalled = 0;
+            again |= 1ull << q;
+        }
+    }
+    return again;
+}
+
+static uint64_t process(struct qv_virtio_blk *blk, unsigned int q)
+{
+    struct qv_virtio_device *dev = &blk->dev;
     struct qv_virtqueue *vq = &dev->queues[q];
     struct blk_queue *bq = &blk->q[q];
     int limited = blk->bytes.rate != 0 || blk->ops.rate != 0;
     qv_vq_disable_notify(vq);
     for (;;) {
-        if (!bq->pending) {
-            bq->elem.iov = bq->iov;
-            bq->elem.iov_cap = blk->iov_cap;
-            int r = qv_vq_pop(vq, &bq->elem);
-            if (r == 0 && qv_vq_enable_notify(vq)) {
+        struct blk_req *r = bq->held;
+        if (!r) {
+            r = take_req(blk, bq);
+            if (!r) {
+                /* every request is in flight: the next completion comes back here */
+                bq->stalled = 1;
+                qv_virtio_device_signal(dev, q);
+                return 0;
+            }
+            r->elem.iov = r->iov;
+            r->elem.iov_cap = blk->iov_cap;
+            int rc = qv_vq_pop(vq, &r->elem);
+            if (rc == 0 && qv_vq_enable_notify(vq)) {
                 /* buffers arrived while notifications were off: go on */
+                give_req(blk, r);
                 qv_vq_disable_notify(vq);
                 continue;
             }
-            if (r <= 0) {
+            if (rc <= 0) {
+                give_req(blk, r);
                 qv_virtio_device_signal(dev, q);
                 return 0; /* empty, or broken (the transport reports it) */
             }
+            uint8_t hdr[HDR_BYTES];
+            /* a request without a header or a status byte is a driver bug: stop the device */
+            if (r->elem.in_len < 1 ||
+                qv_iov_to_buf(r->elem.iov, r->elem.out_num, 0, hdr, HDR_BYTES) != HDR_BYTES) {
+                give_req(blk, r);
+                qv_vq_set_broken(vq, QV_VQ_ERR_DEVICE);
+                qv_virtio_device_signal(dev, q);
+                return 0;
+            }
+            memcpy(&r->type, hdr, 4);
+            memcpy(&r->sector, hdr + 8, 8);
+            r->type = le32toh(r->type);
+            r->sector = le64toh(r->sector);
+            r->q = q;
+            r->seq = blk->next_seq++;
+            r->charged = 0;
         }
-        struct qv_vq_elem *e = &bq->elem;
-        uint8_t hdr[HDR_BYTES];
-        /* a request without a header or a status byte is a driver bug: stop the device */
-        if (e->in_len < 1 || qv_iov_to_buf(e->iov, e->out_num, 0, hdr, HDR_BYTES) != HDR_BYTES) {
-            bq->pending = 0;
-            qv_vq_set_broken(vq, QV_VQ_ERR_DEVICE);
-            qv_virtio_device_signal(dev, q);
-            return 0;
-        }
-        uint32_t type;
-        uint64_t sector;
-        memcpy(&type, hdr, 4);
-        memcpy(&sector, hdr + 8, 8);
-        type = le32toh(type);
-        sector = le64toh(sector);
-        if (limited) {
+        struct qv_vq_elem *e = &r->elem;
+        if (limited && !r->charged) {
             uint64_t now = blk->clock_ns(blk->clock_opaque);
             bucket_refill(&blk->bytes, now);
             bucket_refill(&blk->ops, now);
             double bytes = 0;
-            if (type == QV_VIRTIO_BLK_T_IN)
+            if (r->type == QV_VIRTIO_BLK_T_IN)
                 bytes = (double)(e->in_len - 1);
-            else if (type == QV_VIRTIO_BLK_T_OUT)
+            else if (r->type == QV_VIRTIO_BLK_T_OUT)
                 bytes = (double)(e->out_len - HDR_BYTES);
             uint64_t wb = bucket_wait(&blk->bytes, bytes), wo = bucket_wait(&blk->ops, 1);
             if (wb || wo) {
                 /* hold the request and ask to be called back when tokens allow */
-                bq->pending = 1;
+                bq->held = r;
                 stat_add(&blk->stats.throttled, 1);
                 qv_virtio_device_signal(dev, q);
                 return now + (wb > wo ? wb : wo);
@@ -353,19 +517,56 @@ static uint64_t blk_process(struct qv_virtio_device *dev, unsigned int q)
                 blk->bytes.tokens -= bytes;
             if (blk->ops.rate != 0)
                 blk->ops.tokens -= 1;
+            r->charged = 1;
         }
-        bq->pending = 0;
-        uint32_t written = execute(blk, bq, type, sector);
-        if (qv_vq_push(vq, e->head, written) < 0)
+        if (blk->aio && r->type == QV_VIRTIO_BLK_T_FLUSH && earlier_writes_running(blk, r->seq)) {
+            bq->held = r; /* blk_complete brings the queue back here */
+            qv_virtio_device_signal(dev, q);
+            return 0;
+        }
+        bq->held = NULL;
+        if (blk->aio && start_async(blk, r))
+            continue;
+        uint32_t written = execute(blk, r);
+        int pushed = qv_vq_push(vq, e->head, written);
+        give_req(blk, r);
+        if (pushed < 0)
             return 0;
     }
+}
+
+static uint64_t blk_process(struct qv_virtio_device *dev, unsigned int q)
+{
+    struct qv_virtio_blk *blk = to_blk(dev);
+    uint64_t deadline = process(blk, q);
+    if (blk->aio)
+        qv_disk_aio_commit(blk->aio);
+    return deadline;
+}
+
+/* Wait for the engine (guest buffers must not be written after the reset), drop the rest. */
+static void drop_inflight(struct qv_virtio_blk *blk)
+{
+    if (!blk->aio)
+        return;
+    qv_disk_aio_drain(blk->aio);
+    struct qv_disk_aio_req *done[32];
+    unsigned n;
+    while ((n = qv_disk_aio_reap(blk->aio, done, 32)) > 0)
+        for (unsigned i = 0; i < n; i++)
+            give_req(blk, (struct blk_req *)(void *)done[i]);
 }
 
 static void blk_reset(struct qv_virtio_device *dev)
 {
     struct qv_virtio_blk *blk = to_blk(dev);
-    for (unsigned i = 0; i < dev->num_queues; i++)
-        blk->q[i].pending = 0;
+    drop_inflight(blk);
+    for (unsigned i = 0; i < dev->num_queues; i++) {
+        if (blk->q[i].held)
+            give_req(blk, blk->q[i].held);
+        blk->q[i].held = NULL;
+        blk->q[i].stalled = 0;
+    }
 }
 
 static const struct qv_virtio_device_ops blk_ops = {
@@ -373,10 +574,18 @@ static const struct qv_virtio_device_ops blk_ops = {
     .read_config = blk_read_config,
     .process_queue = blk_process,
     .reset = blk_reset,
+    .complete = blk_complete,
 };
 
-struct qv_virtio_blk *qv_virtio_blk_new(struct qv_disk *disk,
-                                        const struct qv_virtio_blk_options *opts)
+static int alloc_req(struct blk_req *r, unsigned int iov_cap)
+{
+    r->iov = calloc(iov_cap, sizeof(struct iovec));
+    r->data = calloc(iov_cap, sizeof(struct iovec));
+    return r->iov && r->data ? 0 : -1;
+}
+
+int qv_virtio_blk_create(struct qv_disk *disk, const struct qv_virtio_blk_options *opts,
+                         struct qv_virtio_blk **out, char *errbuf, size_t errlen)
 {
     static const struct qv_virtio_blk_options defaults;
     if (!opts)
@@ -384,26 +593,52 @@ struct qv_virtio_blk *qv_virtio_blk_new(struct qv_disk *disk,
     uint16_t nq = opts->num_queues ? opts->num_queues : 1;
     uint16_t qsize = opts->queue_size ? opts->queue_size : 256;
     uint32_t seg_max = opts->seg_max ? opts->seg_max : 126;
-    if (!disk || !disk->ops || !disk->ops->readv || !disk->ops->writev ||
+    if (errlen)
+        errbuf[0] = 0;
+    if (!out || !disk || !disk->ops || !disk->ops->readv || !disk->ops->writev ||
         nq > QV_VIRTIO_MAX_QUEUES || (qsize & (qsize - 1)) || qsize > QV_VQ_MAX_SIZE ||
-        seg_max > 4096 || (opts->serial && strlen(opts->serial) > QV_VIRTIO_BLK_ID_BYTES))
-        return NULL;
+        seg_max > 4096 || (opts->serial && strlen(opts->serial) > QV_VIRTIO_BLK_ID_BYTES) ||
+        opts->io_mode > QV_VIRTIO_BLK_IO_NATIVE) {
+        if (errlen)
+            snprintf(errbuf, errlen, "invalid virtio-blk options");
+        return QV_ERR_INVAL;
+    }
     struct qv_virtio_blk *blk = calloc(1, sizeof *blk);
     if (!blk)
-        return NULL;
+        return QV_ERR_NOMEM;
     blk->q = calloc(nq, sizeof *blk->q);
     if (!blk->q) {
         free(blk);
-        return NULL;
+        return QV_ERR_NOMEM;
     }
+    blk->dev.num_queues = nq;
     blk->iov_cap = seg_max + 2; /* + header and status */
     for (unsigned i = 0; i < nq; i++) {
-        blk->q[i].iov = calloc(blk->iov_cap, sizeof(struct iovec));
-        blk->q[i].data = calloc(blk->iov_cap, sizeof(struct iovec));
-        if (!blk->q[i].iov || !blk->q[i].data) {
-            blk->dev.num_queues = nq;
+        if (alloc_req(&blk->q[i].sync, blk->iov_cap)) {
             qv_virtio_blk_free(blk);
-            return NULL;
+            return QV_ERR_NOMEM;
+        }
+    }
+    if (opts->io_mode != QV_VIRTIO_BLK_IO_INLINE) {
+        int mode = opts->io_mode == QV_VIRTIO_BLK_IO_NATIVE ? QV_DISK_AIO_NATIVE
+                                                            : QV_DISK_AIO_THREADS;
+        int rc = qv_disk_aio_new(disk, mode, opts->io_workers, &blk->aio, errbuf, errlen);
+        if (rc) {
+            qv_virtio_blk_free(blk);
+            return rc;
+        }
+        blk->slots = calloc(ASYNC_SLOTS, sizeof *blk->slots);
+        if (!blk->slots) {
+            qv_virtio_blk_free(blk);
+            return QV_ERR_NOMEM;
+        }
+        for (unsigned i = ASYNC_SLOTS; i-- > 0;) {
+            if (alloc_req(&blk->slots[i], blk->iov_cap)) {
+                qv_virtio_blk_free(blk);
+                return QV_ERR_NOMEM;
+            }
+            blk->slots[i].next_free = blk->free_slots;
+            blk->free_slots = &blk->slots[i];
         }
     }
     blk->disk = disk;
@@ -418,13 +653,21 @@ struct qv_virtio_blk *qv_virtio_blk_new(struct qv_disk *disk,
     bucket_init(&blk->bytes, opts->io_limit, now);
     bucket_init(&blk->ops, opts->iops_limit, now);
     blk->dev.device_id = QV_VIRTIO_ID_BLOCK;
-    blk->dev.num_queues = nq;
     blk->dev.queue_max_size = qsize;
     blk->dev.pci_class = 0x018000; /* mass storage, other */
     blk->dev.config_size = QV_VIRTIO_BLK_CONFIG_SIZE;
     blk->dev.ops = &blk_ops;
     build_config(blk);
-    return blk;
+    *out = blk;
+    return QV_SUCCESS;
+}
+
+struct qv_virtio_blk *qv_virtio_blk_new(struct qv_disk *disk,
+                                        const struct qv_virtio_blk_options *opts)
+{
+    struct qv_virtio_blk *blk = NULL;
+    char err[8];
+    return qv_virtio_blk_create(disk, opts, &blk, err, sizeof err) == QV_SUCCESS ? blk : NULL;
 }
 
 struct qv_virtio_device *qv_virtio_blk_device(struct qv_virtio_blk *blk)
@@ -432,21 +675,57 @@ struct qv_virtio_device *qv_virtio_blk_device(struct qv_virtio_blk *blk)
     return &blk->dev;
 }
 
+int qv_virtio_blk_completion_fd(const struct qv_virtio_blk *blk)
+{
+    return blk->aio ? qv_disk_aio_fd(blk->aio) : -1;
+}
+
+void qv_virtio_blk_drain(struct qv_virtio_blk *blk)
+{
+    if (blk->aio)
+        qv_disk_aio_drain(blk->aio);
+}
+
+const char *qv_virtio_blk_io_backend(const struct qv_virtio_blk *blk)
+{
+    return blk->aio ? qv_disk_aio_backend(blk->aio) : "inline";
+}
+
 void qv_virtio_blk_get_stats(struct qv_virtio_blk *blk, struct qv_virtio_blk_stats *out)
 {
     const uint64_t *src = (const uint64_t *)(const void *)&blk->stats;
     uint64_t *dst = (uint64_t *)(void *)out;
-    for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+    size_t counters = offsetof(struct qv_virtio_blk_stats, aio_submitted) / sizeof(uint64_t);
+    for (size_t i = 0; i < counters; i++)
         dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    out->aio_submitted = out->aio_uring = out->aio_bounced = out->aio_sync_fallback = 0;
+    out->aio_max_inflight = 0;
+    if (blk->aio) {
+        struct qv_disk_aio_stats a;
+        qv_disk_aio_get_stats(blk->aio, &a);
+        out->aio_submitted = a.submitted;
+        out->aio_uring = a.uring;
+        out->aio_bounced = a.bounced;
+        out->aio_sync_fallback = a.sync_fallback;
+        out->aio_max_inflight = a.max_inflight;
+    }
 }
 
 void qv_virtio_blk_free(struct qv_virtio_blk *blk)
 {
     if (!blk)
         return;
+    qv_disk_aio_free(blk->aio); /* drains: nothing touches guest memory afterwards */
+    if (blk->slots) {
+        for (unsigned i = 0; i < ASYNC_SLOTS; i++) {
+            free(blk->slots[i].iov);
+            free(blk->slots[i].data);
+        }
+        free(blk->slots);
+    }
     for (unsigned i = 0; i < blk->dev.num_queues; i++) {
-        free(blk->q[i].iov);
-        free(blk->q[i].data);
+        free(blk->q[i].sync.iov);
+        free(blk->q[i].sync.data);
     }
     free(blk->q);
     free(blk);

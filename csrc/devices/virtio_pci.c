@@ -781,6 +781,22 @@ uint64_t qv_virtio_pci_process_queue(struct qv_virtio_pci *pci, unsigned int q)
     return deadline;
 }
 
+void qv_virtio_pci_complete(struct qv_virtio_pci *pci, uint64_t *deadlines)
+{
+    struct qv_virtio_device *dev = pci->dev;
+    if (!dev->ops->complete)
+        return;
+    pthread_mutex_lock(&pci->lock);
+    uint64_t again = dev->ops->complete(dev);
+    for (unsigned q = 0; q < dev->num_queues; q++) {
+        uint64_t deadline;
+        if (again >> q & 1 && process_locked(pci, q, &deadline) && deadlines)
+            deadlines[q] = deadline;
+        check_broken(pci, q);
+    }
+    pthread_mutex_unlock(&pci->lock);
+}
+
 void qv_virtio_pci_config_changed(struct qv_virtio_pci *pci)
 {
     pthread_mutex_lock(&pci->lock);

@@ -92,6 +92,7 @@ size_t qv_iov_total(const struct iovec *iov, int iovcnt)
             walk_done += piece_len;                                                         \
             walk_left -= piece_len;                                                         \
         }                                                                                   \
+        (void)walk_done; /* bodies that do not need it (clang warns otherwise) */           \
     } while (0)
 
 void qv_iov_copy_out(const struct iovec *iov, int iovcnt, size_t skip, void *buf, size_t len)

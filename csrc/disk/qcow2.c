@@ -489,6 +489,56 @@ static void qcow2_close(struct qv_disk *d)
     qcow2_free(q);
 }
 
+/* For io_uring: a guest range that is one run of allocated clusters, contiguous in the file.
+ * Writes only to clusters that are ours alone (COPIED) and not metadata, so they need no
+ * metadata change; each one counts in q->async_writes until host_done, and while any is in
+ * flight no released cluster is freed (qcow2_commit_releases waits), so a write still in
+ * flight when a concurrent discard drops its cluster cannot land in a reused cluster. */
+static int qcow2_host_map(struct qv_disk *d, uint64_t off, uint64_t len, int write,
+                          struct qv_disk_extent *out)
+{
+    struct qcow2 *q = to_q(d);
+    uint64_t cs = q->cluster_size, in = off & (cs - 1), host = 0, covered = 0;
+    if (len == 0 || (write && q->base.readonly))
+        return 1; /* flushes do refcount work */
+    pthread_mutex_lock(&q->lock);
+    while (covered < len) {
+        struct qcow2_map m;
+        if (qcow2_map(q, off + covered, &m) != 0 || m.kind != QCOW2_NORMAL)
+            break;
+        if (write && (!m.copied || is_table(q, m.host)))
+            break;
+        uint64_t here = m.host + ((off + covered) & (cs - 1));
+        if (covered == 0)
+            host = here;
+        else if (here != host + covered)
+            break;
+        covered += covered == 0 ? cs - in : cs;
+    }
+    if (covered >= len && write) {
+        q->async_writes++;
+        q->written = 1;
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (covered < len)
+        return 1; /* zeros, backing file, compressed, shared, split on the host, an error */
+    /* the O_DIRECT descriptor takes 4 KiB-aligned file ranges (memory is bounced) */
+    int direct = q->dfd >= 0 && !((host | len) & 4095);
+    out->fd = direct ? q->dfd : q->fd;
+    out->offset = host;
+    out->align = direct ? 4096 : 1;
+    return 0;
+}
+
+static void qcow2_host_done(struct qv_disk *d)
+{
+    struct qcow2 *q = to_q(d);
+    pthread_mutex_lock(&q->lock);
+    if (q->async_writes)
+        q->async_writes--;
+    pthread_mutex_unlock(&q->lock);
+}
+
 static const struct qv_disk_ops qcow2_ops = {
     .readv = qcow2_readv,
     .writev = qcow2_writev,
@@ -496,6 +546,8 @@ static const struct qv_disk_ops qcow2_ops = {
     .discard = qcow2_discard,
     .write_zeroes = qcow2_write_zeroes,
     .close = qcow2_close,
+    .host_map = qcow2_host_map,
+    .host_done = qcow2_host_done,
 };
 
 /* ---- opening ---- */

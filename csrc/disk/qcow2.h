@@ -99,6 +99,10 @@ struct qcow2 {
      * entries that stopped using them are durable (the next barrier). */
     uint64_t *pending_free;
     size_t pending_n, pending_cap;
+    /* In-place data writes handed out by host_map (io_uring) and not finished: while any is
+     * in flight, pending releases stay pending, so no cluster such a write may still land in
+     * is freed and reused (for metadata, say) under it. */
+    unsigned async_writes;
     /* Free clusters (refcount 0) inside the file are reused; the scan resumes here. */
     uint64_t scan_next;
     int scan_needed;

@@ -471,8 +471,8 @@ static int release_now(struct qcow2 *q, uint64_t host)
 int qcow2_commit_releases(struct qcow2 *q)
 {
     int rc = 0;
-    if (!q->pending_n)
-        return 0;
+    if (!q->pending_n || q->async_writes)
+        return 0; /* see async_writes: the clusters stay counted until it drops to 0 */
     if ((rc = qcow2_barrier(q)))
         return rc;
     size_t n = q->pending_n;

@@ -265,6 +265,21 @@ static void raw_close(struct qv_disk *d)
     free(r);
 }
 
+/* The disk is the file byte for byte; only a request touching the partial last O_DIRECT
+ * block (which needs the buffered descriptor) is left to raw_io. */
+static int raw_host_map(struct qv_disk *d, uint64_t off, uint64_t len, int write,
+                        struct qv_disk_extent *out)
+{
+    struct raw_disk *r = to_raw(d);
+    (void)write;
+    if (len && r->direct && past_aligned_end(r, off, (size_t)len))
+        return 1;
+    out->fd = r->fd;
+    out->offset = off;
+    out->align = r->direct ? r->align : 1;
+    return 0;
+}
+
 static const struct qv_disk_ops raw_ops = {
     .readv = raw_readv,
     .writev = raw_writev,
@@ -272,6 +287,7 @@ static const struct qv_disk_ops raw_ops = {
     .discard = raw_discard,
     .write_zeroes = raw_write_zeroes,
     .close = raw_close,
+    .host_map = raw_host_map,
 };
 
 /* Find the smallest O_DIRECT alignment the file accepts (512 or 4096). */

@@ -207,6 +207,11 @@ int qv_memory_alloc(struct qv_vm *vm, char *err, size_t errlen)
     vm->ram = p;
     vm->map_size = c->mem_size;
     madvise(p, c->mem_size, MADV_DONTDUMP);
+    /* Transparent huge pages for ordinary RAM (where THP is "madvise", as on Debian): fewer
+     * TLB misses, and a 1 MiB guest buffer is then one or two physically contiguous pieces,
+     * so O_DIRECT disk I/O into it is not split by the host disk's segment limit. */
+    if (!(flags & MAP_HUGETLB))
+        madvise(p, c->mem_size, MADV_HUGEPAGE);
     int hrc = reserve_hotplug(vm, err, errlen);
     if (hrc) {
         qv_memory_free(vm);

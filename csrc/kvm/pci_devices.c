@@ -1,8 +1,12 @@
 /* The engine side of the PCI devices: the host bridge on the VM's bus, virtio-pci functions
  * (blk, console, rng, balloon) with their interrupts and queue notifications wired to KVM.
  *
- * - Interrupts: each MSI-X message the transport sends goes out with KVM_SIGNAL_MSI (the
- *   in-kernel LAPIC delivers it; the message is whatever the guest wrote in the table).
+ * - Interrupts: with KVM_CAP_IRQ_ROUTING and KVM_CAP_IRQFD each MSI-X vector a function uses
+ *   gets a GSI with an MSI route and an irqfd; sending the message is a write to the eventfd.
+ *   The route is compared with the table entry (address, data) at every delivery and the
+ *   GSI table re-sent when the guest changed it, so it is always the message the guest wrote.
+ *   Masking stays in the transport (a masked vector sets its PBA bit and is sent on unmask).
+ *   Without those capabilities (or if a routing update fails) KVM_SIGNAL_MSI sends it.
  * - Kicks: with KVM_CAP_IOEVENTFD every queue's notify address gets an eventfd (re-registered
  *   when the guest moves the BAR), so a kick costs the vCPU no exit to user space; an I/O
  *   thread (epoll) processes the queue. A notify write KVM does not match (other width) takes
@@ -23,6 +27,7 @@
 
 #include "devices/pci.h"
 #include "kvm/vm_internal.h"
+#include "quantavirt/acpi.h"
 #include "quantavirt/errors.h"
 #include "quantavirt/layout.h"
 #include "quantavirt/virtio_balloon.h"
@@ -34,7 +39,18 @@
 #define MAX_VIRTIO 16
 #define EV_STOP UINT64_MAX
 #define EV_TIMER (UINT64_MAX - 1)
+#define EV_COMPLETE 0xffu /* low byte of a function's key: its completion fd, not a queue */
 #define CONSOLE_INPUT_MAX 4096
+#define MAX_MSI_ROUTES 512
+#define MSI_GSI_BASE QV_VM_IOAPIC_PINS /* after the IOAPIC's GSIs */
+#define MAX_VECTORS (QV_VIRTIO_MAX_QUEUES + 1)
+
+struct msi_route {
+    uint32_t gsi;
+    uint64_t addr;
+    uint32_t data;
+    int fd;               /* the irqfd */
+};
 
 struct virtio_fn {
     struct qv_vm *vm;
@@ -45,9 +61,11 @@ struct virtio_fn {
     void *model;
     unsigned nq;
     int qfd[QV_VIRTIO_MAX_QUEUES];
+    int cfd;              /* the device's completion fd (virtio-blk engines), -1 = none */
     uint64_t deadline[QV_VIRTIO_MAX_QUEUES];
     uint64_t mapped;      /* BAR base the ioeventfds are registered at, 0 = none */
-    _Atomic uint64_t kicks_thread, kicks_exit, msis;
+    _Atomic uint64_t kicks_thread, kicks_exit, msis, irqfd_msis;
+    int route[MAX_VECTORS]; /* index in qv_vm_pci.routes per MSI-X vector, -1 = none yet */
 };
 
 struct qv_vm_pci {
@@ -67,21 +85,131 @@ struct qv_vm_pci {
     struct virtio_fn *console;
     struct virtio_fn *balloon;
     uint64_t next_bar;    /* firmware-style initial BAR placement */
+    /* MSI routes + irqfds (KVM_CAP_IRQ_ROUTING and KVM_CAP_IRQFD); shared by every
+     * function, so under route_lock (deliveries come from vCPU and I/O threads) */
+    bool irqfd;
+    pthread_mutex_t route_lock;
+    struct msi_route routes[MAX_MSI_ROUTES];
+    unsigned nroutes;
+    /* INTx (MSI-X off): functions asserting INTA, per _PRT GSI (slots share GSIs) */
+    pthread_mutex_t intx_lock;
+    uint32_t intx_asserted[QV_PCI_INTX_GSIS];
 };
 
 static const struct qv_pci_function_ops virtio_ops; /* below */
 
 /* --- interrupts and kicks ------------------------------------------------------------- */
 
+/* The whole GSI table: the PC wiring plus every MSI route (route_lock held). */
+static int commit_routes(struct qv_vm *vm)
+{
+    struct qv_vm_pci *p = vm->pcidev;
+    size_t bytes = sizeof(struct kvm_irq_routing) +
+                   (QV_VM_BASE_ROUTES + p->nroutes) * sizeof(struct kvm_irq_routing_entry);
+    struct kvm_irq_routing *t = calloc(1, bytes);
+    if (!t)
+        return -1;
+    uint32_t n = qv_vm_base_routes(t->entries);
+    for (unsigned i = 0; i < p->nroutes; i++, n++) {
+        t->entries[n].gsi = p->routes[i].gsi;
+        t->entries[n].type = KVM_IRQ_ROUTING_MSI;
+        t->entries[n].u.msi.address_lo = (uint32_t)p->routes[i].addr;
+        t->entries[n].u.msi.address_hi = (uint32_t)(p->routes[i].addr >> 32);
+        t->entries[n].u.msi.data = p->routes[i].data;
+    }
+    t->nr = n;
+    int rc = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, t);
+    free(t);
+    return rc;
+}
+
+/* Send through the vector's irqfd, creating or updating its route; false: use SIGNAL_MSI. */
+static bool irqfd_deliver(struct virtio_fn *f, uint16_t vector, uint64_t addr, uint32_t data)
+{
+    struct qv_vm_pci *p = f->vm->pcidev;
+    if (vector >= MAX_VECTORS)
+        return false;
+    pthread_mutex_lock(&p->route_lock);
+    if (!p->irqfd) {
+        pthread_mutex_unlock(&p->route_lock);
+        return false;
+    }
+    int idx = f->route[vector];
+    if (idx < 0) {
+        if (p->nroutes >= MAX_MSI_ROUTES) {
+            pthread_mutex_unlock(&p->route_lock);
+            return false;
+        }
+        struct msi_route *r = &p->routes[p->nroutes];
+        r->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (r->fd < 0) {
+            pthread_mutex_unlock(&p->route_lock);
+            return false;
+        }
+        r->gsi = MSI_GSI_BASE + p->nroutes;
+        r->addr = addr;
+        r->data = data;
+        p->nroutes++;
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)r->fd, .gsi = r->gsi};
+        if (commit_routes(f->vm) != 0 || ioctl(f->vm->vm_fd, KVM_IRQFD, &irqfd) != 0) {
+            qv_vm_log(f->vm, "WARN", "MSI route / irqfd for GSI %u: %s; interrupts use "
+                      "KVM_SIGNAL_MSI", r->gsi, strerror(errno));
+            close(r->fd);
+            p->nroutes--;
+            p->irqfd = false;
+            pthread_mutex_unlock(&p->route_lock);
+            return false;
+        }
+        idx = (int)(r - p->routes);
+        f->route[vector] = idx;
+    } else if (p->routes[idx].addr != addr || p->routes[idx].data != data) {
+        /* the guest rewrote the table entry since the route was made */
+        p->routes[idx].addr = addr;
+        p->routes[idx].data = data;
+        if (commit_routes(f->vm) != 0) {
+            qv_vm_log(f->vm, "WARN", "MSI route update: %s; interrupts use KVM_SIGNAL_MSI",
+                      strerror(errno));
+            p->irqfd = false;
+            pthread_mutex_unlock(&p->route_lock);
+            return false;
+        }
+    }
+    uint64_t one = 1;
+    ssize_t n = write(p->routes[idx].fd, &one, sizeof(one));
+    pthread_mutex_unlock(&p->route_lock);
+    return n == (ssize_t)sizeof(one);
+}
+
 static void fn_msi(void *opaque, uint16_t vector, uint64_t addr, uint32_t data)
 {
-    (void)vector;
     struct virtio_fn *f = opaque;
+    f->msis++;
+    if (irqfd_deliver(f, vector, addr, data)) {
+        f->irqfd_msis++;
+        return;
+    }
     struct kvm_msi msi = {.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
                           .data = data};
-    f->msis++;
     /* A message the guest left nonsensical is its own problem; KVM refuses it harmlessly. */
     ioctl(f->vm->vm_fd, KVM_SIGNAL_MSI, &msi);
+}
+
+/* The transport's INTx level (MSI-X disabled): the function's INTA through the _PRT GSI,
+ * level-triggered; a GSI shared by several slots is high while any of them asserts it. */
+static void fn_intx(void *opaque, int level)
+{
+    struct virtio_fn *f = opaque;
+    struct qv_vm_pci *p = f->vm->pcidev;
+    uint32_t gsi = qv_pci_intx_gsi(f->slot, 0);
+    uint32_t bit = 1u << f->slot, *mask = &p->intx_asserted[gsi - QV_PCI_INTX_GSI_BASE];
+    pthread_mutex_lock(&p->intx_lock);
+    uint32_t before = *mask;
+    *mask = level ? before | bit : before & ~bit;
+    if (!before != !*mask) {
+        struct kvm_irq_level l = {.irq = gsi, .level = *mask != 0};
+        ioctl(f->vm->vm_fd, KVM_IRQ_LINE, &l);
+    }
+    pthread_mutex_unlock(&p->intx_lock);
 }
 
 /* A notify write that reached user space: hand it to the I/O thread like an ioeventfd. */
@@ -189,6 +317,12 @@ static void *io_thread(void *arg)
             }
             struct virtio_fn *f = p->fns[key >> 8];
             unsigned q = key & 0xff;
+            if (q == EV_COMPLETE) {
+                ssize_t r = read(f->cfd, &cnt, sizeof(cnt));
+                (void)r;
+                qv_virtio_pci_complete(f->pci, f->deadline);
+                continue;
+            }
             ssize_t r = read(f->qfd[q], &cnt, sizeof(cnt));
             (void)r;
             run_queue(f, q);
@@ -245,6 +379,11 @@ int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen)
     vm->pcidev = p;
     p->epfd = p->stopfd = p->timerfd = -1;
     pthread_mutex_init(&p->in_lock, NULL);
+    pthread_mutex_init(&p->route_lock, NULL);
+    pthread_mutex_init(&p->intx_lock, NULL);
+    p->irqfd = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING) > 0 &&
+               ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD) > 0 &&
+               !getenv("QV_NO_IRQFD"); /* tests force the KVM_SIGNAL_MSI fallback */
     p->mem.regions[0] = (struct qv_guest_region){.gpa = 0, .size = vm->low_size,
                                                  .host = vm->ram};
     p->mem.nregions = 1;
@@ -283,7 +422,11 @@ int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen)
 int qv_pci_devices_start(struct qv_vm *vm)
 {
     struct qv_vm_pci *p = vm->pcidev;
-    if (!p || !p->ioeventfd || p->nfns == 0)
+    bool completions = false;
+    for (unsigned i = 0; p && i < p->nfns; i++)
+        completions |= p->fns[i]->cfd >= 0;
+    /* the thread serves ioeventfd kicks and asynchronous disk completions */
+    if (!p || (!p->ioeventfd && !completions) || p->nfns == 0)
         return QV_SUCCESS;
     if (pthread_create(&p->thread, NULL, io_thread, vm) != 0)
         return QV_ERR_NOMEM;
@@ -330,7 +473,11 @@ void qv_pci_devices_destroy(struct qv_vm *vm)
         close(p->stopfd);
     if (p->timerfd >= 0)
         close(p->timerfd);
+    for (unsigned i = 0; i < p->nroutes; i++)
+        close(p->routes[i].fd); /* closing an irqfd's eventfd detaches it from KVM */
     pthread_mutex_destroy(&p->in_lock);
+    pthread_mutex_destroy(&p->route_lock);
+    pthread_mutex_destroy(&p->intx_lock);
     free(p);
     vm->pcidev = NULL;
 }
@@ -353,6 +500,9 @@ static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_devi
     f->model = model;
     f->index = p->nfns;
     f->nq = dev->num_queues;
+    f->cfd = -1;
+    for (unsigned v = 0; v < MAX_VECTORS; v++)
+        f->route[v] = -1;
     for (unsigned q = 0; q < QV_VIRTIO_MAX_QUEUES; q++)
         f->qfd[q] = -1;
     int rc = QV_SUCCESS;
@@ -363,7 +513,7 @@ static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_devi
             rc = QV_ERR_IO;
     }
     struct qv_virtio_pci_callbacks cb = {
-        .msi = fn_msi, .intx = NULL, .queue_notify = p->ioeventfd ? fn_queue_notify : NULL,
+        .msi = fn_msi, .intx = fn_intx, .queue_notify = p->ioeventfd ? fn_queue_notify : NULL,
         .opaque = f};
     if (!rc) {
         f->pci = qv_virtio_pci_new(dev, &p->mem, (uint16_t)(f->nq + 1), &cb);
@@ -401,15 +551,34 @@ int qv_vm_add_virtio_blk(struct qv_vm *vm, struct qv_disk *disk,
 {
     if (!vm || !disk || !opts)
         return QV_ERR_INVAL;
-    if (opts->num_queues > QV_VIRTIO_MAX_QUEUES - 1)
+    if (opts->num_queues > QV_VIRTIO_MAX_QUEUES - 1 || !vm->pcidev)
         return QV_ERR_INVAL;
-    struct qv_virtio_blk *blk = qv_virtio_blk_new(disk, opts);
-    if (!blk)
-        return QV_ERR_INVAL;
-    int rc = add_fn(vm, QV_VIRTIO_KIND_BLK, blk, qv_virtio_blk_device(blk), index_out);
-    if (rc)
+    struct qv_virtio_blk *blk = NULL;
+    char err[256];
+    int rc = qv_virtio_blk_create(disk, opts, &blk, err, sizeof err);
+    if (rc) {
+        qv_vm_log(vm, "ERROR", "virtio-blk: %s", err[0] ? err : qv_strerror(rc));
+        return rc;
+    }
+    int index = -1;
+    rc = add_fn(vm, QV_VIRTIO_KIND_BLK, blk, qv_virtio_blk_device(blk), &index);
+    if (rc) {
         qv_virtio_blk_free(blk);
-    return rc;
+        return rc;
+    }
+    struct virtio_fn *f = vm->pcidev->fns[index];
+    int cfd = qv_virtio_blk_completion_fd(blk);
+    if (cfd >= 0) {
+        /* the function stays registered; the engine's fd is owned by the device */
+        struct epoll_event e = {.events = EPOLLIN,
+                                .data.u64 = ((uint64_t)f->index << 8) | EV_COMPLETE};
+        if (epoll_ctl(vm->pcidev->epfd, EPOLL_CTL_ADD, cfd, &e) != 0)
+            return QV_ERR_IO;
+        f->cfd = cfd;
+    }
+    if (index_out)
+        *index_out = index;
+    return QV_SUCCESS;
 }
 
 int qv_vm_add_virtio_console(struct qv_vm *vm)
@@ -483,6 +652,7 @@ int qv_vm_virtio_info(struct qv_vm *vm, int index, struct qv_vm_virtio_info *out
     out->thread_kicks = f->kicks_thread;
     out->exit_kicks = f->kicks_exit;
     out->msis = f->msis;
+    out->irqfd_msis = f->irqfd_msis;
     return QV_SUCCESS;
 }
 

@@ -127,34 +127,40 @@ static int open_kvm(struct qv_vm *vm, const char *kvm_path, char *err, size_t er
  * reach the 8259 pair (2 is the cascade). KVM's default table sends GSI 0 to pin 0, where a
  * guest that trusts the MADT never looks (Linux then falls back to ExtINT, or panics with
  * "IO-APIC + timer doesn't work"). */
-static int set_gsi_routing(struct qv_vm *vm, char *err, size_t errlen)
+uint32_t qv_vm_base_routes(struct kvm_irq_routing_entry *e)
 {
-    enum { PINS = 24 };
-    struct {
-        struct kvm_irq_routing r;
-        struct kvm_irq_routing_entry e[16 + PINS];
-    } t;
-    memset(&t, 0, sizeof(t));
     uint32_t n = 0;
     for (uint32_t gsi = 0; gsi < 16; gsi++) {
         if (gsi == 2)
             continue;
-        t.e[n].gsi = gsi;
-        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-        t.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
-        t.e[n].u.irqchip.pin = gsi % 8;
+        memset(&e[n], 0, sizeof(e[n]));
+        e[n].gsi = gsi;
+        e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        e[n].u.irqchip.pin = gsi % 8;
         n++;
     }
-    for (uint32_t gsi = 0; gsi < PINS; gsi++) {
+    for (uint32_t gsi = 0; gsi < QV_VM_IOAPIC_PINS; gsi++) {
         if (gsi == 2)
             continue;
-        t.e[n].gsi = gsi;
-        t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-        t.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-        t.e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+        memset(&e[n], 0, sizeof(e[n]));
+        e[n].gsi = gsi;
+        e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        e[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
         n++;
     }
-    t.r.nr = n;
+    return n;
+}
+
+static int set_gsi_routing(struct qv_vm *vm, char *err, size_t errlen)
+{
+    struct {
+        struct kvm_irq_routing r;
+        struct kvm_irq_routing_entry e[QV_VM_BASE_ROUTES];
+    } t;
+    memset(&t, 0, sizeof(t));
+    t.r.nr = qv_vm_base_routes(t.e);
     if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &t.r) != 0) {
         snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
         return QV_ERR_KVM;

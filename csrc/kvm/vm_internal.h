@@ -92,6 +92,13 @@ void qv_vm_log(struct qv_vm *vm, const char *level, const char *fmt, ...)
 /* Host pointer to [gpa, gpa+len) when entirely inside one RAM region, else NULL. */
 uint8_t *qv_vm_gpa_ptr(struct qv_vm *vm, uint64_t gpa, uint64_t len);
 
+/* The PC interrupt wiring as GSI routes (vm.c): the 8259 pair and the IOAPIC pins. Fills at
+ * most QV_VM_BASE_ROUTES entries and returns the count; pci_devices.c adds MSI routes after
+ * them (KVM_SET_GSI_ROUTING replaces the whole table). */
+#define QV_VM_IOAPIC_PINS 24
+#define QV_VM_BASE_ROUTES (16 + QV_VM_IOAPIC_PINS)
+uint32_t qv_vm_base_routes(struct kvm_irq_routing_entry *e);
+
 /* pci_devices.c: the host bridge and virtio functions; start runs the I/O thread (if any
  * device uses ioeventfds), destroy joins it and frees everything (after the vCPUs stopped). */
 int qv_pci_devices_init(struct qv_vm *vm, char *err, size_t errlen);

@@ -287,9 +287,16 @@ class Machine:
 
     def add_virtio_blk(self, disk: object, *, readonly: bool = False, discard: bool = False,
                        queues: int = 1, serial: str | None = None, io_limit: int = 0,
-                       iops_limit: int = 0, queue_size: int = 0) -> int:
+                       iops_limit: int = 0, queue_size: int = 0, io: str = "threads",
+                       io_workers: int = 0) -> int:
         """A virtio-blk function over `disk` (a `struct qv_disk *`; the caller keeps it open
-        until close()). Returns the device index for blk_stats()/virtio_info()."""
+        until close()). `io`: "threads" (worker pool), "native" (io_uring) or "inline"
+        (synchronously on the I/O thread). Returns the device index for
+        blk_stats()/virtio_info()."""
+        modes = {"inline": lib.QV_VIRTIO_BLK_IO_INLINE, "threads": lib.QV_VIRTIO_BLK_IO_THREADS,
+                 "native": lib.QV_VIRTIO_BLK_IO_NATIVE}
+        if io not in modes:
+            raise QVError("QV_ERR_INVAL", f"unknown io mode {io!r}")
         opts = ffi.new("struct qv_virtio_blk_options *")
         opts.readonly = int(readonly)
         opts.discard = int(discard)
@@ -298,6 +305,8 @@ class Machine:
         opts.serial = self._cstr(serial)
         opts.io_limit = io_limit
         opts.iops_limit = iops_limit
+        opts.io_mode = modes[io]
+        opts.io_workers = io_workers
         idx = ffi.new("int *")
         self._check(lib.qv_vm_add_virtio_blk(self._handle(), disk, opts, idx), "virtio-blk")
         return int(idx[0])
@@ -317,14 +326,16 @@ class Machine:
         self._check(lib.qv_vm_virtio_info(self._handle(), index, info), "virtio info")
         return {name: int(getattr(info, name)) for name in (
             "kind", "slot", "status", "memory_enabled", "bar", "num_queues", "ioeventfd",
-            "thread_kicks", "exit_kicks", "msis")}
+            "thread_kicks", "exit_kicks", "msis", "irqfd_msis")}
 
     def blk_stats(self, index: int) -> dict[str, int]:
         st = ffi.new("struct qv_virtio_blk_stats *")
         self._check(lib.qv_vm_virtio_blk_stats(self._handle(), index, st), "virtio-blk stats")
         return {name: int(getattr(st, name)) for name in (
             "rd_ops", "rd_bytes", "wr_ops", "wr_bytes", "flush_ops", "discard_ops",
-            "write_zeroes_ops", "get_id_ops", "io_errors", "unsupported", "throttled")}
+            "write_zeroes_ops", "get_id_ops", "io_errors", "unsupported", "throttled",
+            "aio_submitted", "aio_uring", "aio_bounced", "aio_sync_fallback",
+            "aio_max_inflight")}
 
     def balloon_set_target(self, target_bytes: int) -> None:
         if target_bytes < 0:

@@ -24,6 +24,7 @@ PROGRAMS = {
                         "rate_limits"],
     "test_virtio_devices": ["rng", "console", "balloon"],
     "test_virtio_pci_random": [],
+    "test_pci_config_random": [],
 }
 
 
@@ -36,6 +37,37 @@ def test_c_program(name: str, c_tests_dir: Path, sanitizer_env: dict[str, str]) 
     assert f"PASS {name}" in proc.stdout, output
     for case in PROGRAMS[name]:
         assert f"ok {case}\n" in proc.stdout, f"case {case} did not run:\n{output}"
+    assert "runtime error" not in proc.stderr, output
+
+
+@pytest.mark.parametrize("mode", ["threads", "native"])
+def test_virtio_blk_with_engines(mode: str, c_tests_dir: Path,
+                                 sanitizer_env: dict[str, str]) -> None:
+    """Every virtio-blk case again with requests running on the worker pool / io_uring
+    engine (the in-memory disk cannot be mapped, so native runs its synchronous fallback)."""
+    env = dict(sanitizer_env, QV_BLK_IO=mode)
+    proc = subprocess.run([str(c_tests_dir / "test_virtio_blk")], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert f"io mode {mode}" in proc.stdout
+    for case in PROGRAMS["test_virtio_blk"]:
+        assert f"ok {case}\n" in proc.stdout, f"case {case} did not run:\n{output}"
+
+
+def test_blk_aio_on_files(tmp_path: Path, c_tests_dir: Path,
+                          sanitizer_env: dict[str, str]) -> None:
+    """Raw image files with io threads / native: many requests in flight, a flush after all
+    earlier writes, O_DIRECT bounce buffers, reset with requests in flight, read-only."""
+    proc = subprocess.run([str(c_tests_dir / "test_blk_aio"), str(tmp_path)],
+                          capture_output=True, text=True, env=sanitizer_env, timeout=300,
+                          check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    for case in ("threads_writeback", "threads_none", "native_none", "native_directsync",
+                 "native_writeback", "readonly_threads", "readonly_native"):
+        assert f"ok {case}\n" in proc.stdout, output
+    assert "PASS test_blk_aio" in proc.stdout
     assert "runtime error" not in proc.stderr, output
 
 

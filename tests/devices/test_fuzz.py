@@ -27,7 +27,10 @@ TARGETS = {
                         ["csrc/devices/virtqueue.c", "csrc/core/guest_memory.c",
                          "csrc/devices/virtio_pci.c", "csrc/devices/virtio_blk.c",
                          "csrc/devices/memdisk.c", "csrc/devices/virtio_rng.c",
-                         "csrc/devices/virtio_console.c", "csrc/devices/virtio_balloon.c"]),
+                         "csrc/devices/virtio_console.c", "csrc/devices/virtio_balloon.c",
+                         # virtio-blk's asynchronous engine and the block layer it calls
+                         "csrc/disk/aio.c", "csrc/disk/disk.c", "csrc/disk/raw.c",
+                         "csrc/disk/qcow2.c", "csrc/disk/qcow2_meta.c", "csrc/core/errors.c"]),
 }
 
 
@@ -41,8 +44,9 @@ def test_fuzz(target: str, tmp_path: Path, c_tests_dir: Path,
     build = subprocess.run(
         [clang, "-g", "-O1", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
          "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-         "-I", str(ROOT / "csrc" / "include"), str(ROOT / "tests" / "fuzz" / f"{target}.c"),
-         *(str(ROOT / s) for s in sources), "-o", str(binary), "-lpthread"],
+         "-I", str(ROOT / "csrc" / "include"), "-I", str(ROOT / "csrc"),
+         str(ROOT / "tests" / "fuzz" / f"{target}.c"),
+         *(str(ROOT / s) for s in sources), "-o", str(binary), "-lpthread", "-luring", "-ldl"],
         capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
 

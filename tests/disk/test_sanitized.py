@@ -30,7 +30,8 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
            "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}",
            *sources, str(ROOT / "csrc" / "core" / "errors.c"),
-           str(Path(__file__).parent / "disk_fuzz.c"), "-o", str(out), "-ldl", "-lpthread"]
+           str(Path(__file__).parent / "disk_fuzz.c"), "-o", str(out), "-ldl", "-lpthread",
+           "-luring"]  # csrc/disk/aio.c, the io_uring engine
     build = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if build.returncode != 0 and "sanitize" in build.stderr and "cannot find" in build.stderr:
         pytest.skip("sanitizer runtime not installed")

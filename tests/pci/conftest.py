@@ -50,12 +50,13 @@ GuestRunner = Callable[..., GuestRun]
 
 @pytest.fixture
 def run_virtio_guest(virtio_guest: bytes) -> GuestRunner:
-    """run(disk_handle, mode=0, serial=..., timeout=...) -> GuestRun."""
+    """run(disk_handle, mode=0, serial=..., io=..., timeout=...) -> GuestRun."""
 
     def run(disk: object, mode: int = 0, *, serial: str = "qv-disk0", discard: bool = True,
-            readonly: bool = False, timeout: float = 60.0) -> GuestRun:
+            readonly: bool = False, io: str = "threads", timeout: float = 60.0) -> GuestRun:
         with Machine(memory=64 << 20) as m:
-            idx = m.add_virtio_blk(disk, discard=discard, readonly=readonly, serial=serial)
+            idx = m.add_virtio_blk(disk, discard=discard, readonly=readonly, serial=serial,
+                                   io=io)
             load_flat(m, virtio_guest, "long", GUEST_LOAD)
             m.write_phys(0x7000, mode.to_bytes(4, "little"))
             m.start()

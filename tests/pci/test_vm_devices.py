@@ -132,3 +132,27 @@ def test_balloon_needs_memory_balloon(tmp_path, virtio_guest):
         assert info["actual_bytes"] == 0  # no driver in this guest
         with pytest.raises(QVError):
             vm.balloon(1 << 40)
+
+
+@pytest.mark.parametrize(("io", "cache"), [("threads", "writeback"), ("native", "none")])
+def test_config_io_mode_reaches_the_device(tmp_path, virtio_guest, io, cache):
+    """storage[].io picks the engine: the guest's reads, write and flush went through it
+    (native: io_uring on the raw file)."""
+    img = raw_image(tmp_path / "d.raw")
+    config = {**BASE, "storage": [{"path": str(img), "format": "raw", "discard": True,
+                                   "io": io, "cache": cache}]}
+    ex, stats, _ = run(config, virtio_guest)
+    assert ex.reason == "debug-exit" and ex.status == 0, (ex, stats.results)
+    (disk,) = stats.disks
+    assert disk["aio_submitted"] == 5 and disk["io_errors"] == 1  # the read past the end
+    assert disk["aio_uring"] == (5 if io == "native" else 0)
+
+
+def test_unknown_io_mode_is_refused(tmp_path, virtio_guest):
+    """(native with a writeback cache is refused by the configuration rules,
+    tests/config; VM() itself takes it: io_uring works on the page cache too.)"""
+    img = raw_image(tmp_path / "d.raw")
+    flat = {"flat_binary": virtio_guest, "flat_mode": "long", "flat_load": 0x100000}
+    with pytest.raises(QVError) as e:
+        VM({**BASE, "storage": [{"path": str(img), "io": "posix"}]}, **flat)
+    assert e.value.name == "QV_ERR_INVAL" and "io" in (e.value.path or ""), e.value

@@ -47,6 +47,15 @@ struct qv_acpi_config {
 /* Defaults: one vCPU with APIC id 0, default ports, COM1, PCI host bridge and MCFG on. */
 void qv_acpi_config_init(struct qv_acpi_config *cfg, uint32_t cpu_count);
 
+/* Legacy PCI interrupts: the DSDT's \_SB.PCI0._PRT sends pin (0 = INTA .. 3 = INTD) of bus-0
+ * device `slot` to IOAPIC GSI 16..23 (the usual swizzle); the engine raises that GSI. */
+#define QV_PCI_INTX_GSI_BASE 16u
+#define QV_PCI_INTX_GSIS 8u
+static inline uint32_t qv_pci_intx_gsi(uint32_t slot, uint32_t pin)
+{
+    return QV_PCI_INTX_GSI_BASE + (slot + pin) % QV_PCI_INTX_GSIS;
+}
+
 /* Write all tables at QV_ACPI_BASE in guest memory (mem[0] = GPA 0, mem_size bytes; must be
  * >= 1 MiB). Returns the number of bytes used from QV_ACPI_BASE, or a negative QV error code
  * with a message in errbuf (bad config, tables too large for the BIOS area). */

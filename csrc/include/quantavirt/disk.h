@@ -33,6 +33,13 @@ struct qv_disk_options {
 
 struct qv_disk;
 
+/* Where a range of the disk lives in a host file (for io_uring, disk_aio.h). */
+struct qv_disk_extent {
+    int fd;
+    uint64_t offset;   /* in the host file */
+    uint32_t align;    /* O_DIRECT alignment of file offset, length and memory; 1 if buffered */
+};
+
 struct qv_disk_ops {
     int (*readv)(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
     int (*writev)(struct qv_disk *disk, uint64_t offset, const struct iovec *iov, int iovcnt);
@@ -40,6 +47,13 @@ struct qv_disk_ops {
     int (*discard)(struct qv_disk *disk, uint64_t offset, uint64_t length);
     int (*write_zeroes)(struct qv_disk *disk, uint64_t offset, uint64_t length);
     void (*close)(struct qv_disk *disk);
+    /* Optional: 0 and *out when all of [offset, offset+len) is plain data at one place of one
+     * host file (a write there needs no metadata change), 1 when the format must run the
+     * request itself. len 0 asks for the file a flush may fdatasync directly. */
+    int (*host_map)(struct qv_disk *disk, uint64_t offset, uint64_t len, int write,
+                    struct qv_disk_extent *out);
+    /* Optional: a write mapped by host_map finished (or was not issued after all). */
+    void (*host_done)(struct qv_disk *disk);
 };
 
 struct qv_disk {

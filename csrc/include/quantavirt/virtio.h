@@ -43,8 +43,11 @@ struct qv_virtio_device_ops {
     /* Process queue q (the driver kicked it, or a deferral expired). Return 0, or the
      * monotonic time in ns when the device wants to be called again (rate limits). */
     uint64_t (*process_queue)(struct qv_virtio_device *dev, unsigned int q);
-    /* Device reset: drop all in-flight state. */
+    /* Device reset: drop all in-flight state (waiting for requests still running). */
     void (*reset)(struct qv_virtio_device *dev);
+    /* Optional, for devices with asynchronous requests: push finished ones to the used rings
+     * and signal; return the queues (bit q) the transport should process again. */
+    uint64_t (*complete)(struct qv_virtio_device *dev);
 };
 
 struct qv_virtio_device {

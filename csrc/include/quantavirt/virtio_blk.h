@@ -2,6 +2,7 @@
 #ifndef QUANTAVIRT_VIRTIO_BLK_H
 #define QUANTAVIRT_VIRTIO_BLK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "quantavirt/disk.h"
@@ -33,6 +34,11 @@
 #define QV_VIRTIO_BLK_MAX_DISCARD_SEG 16u
 #define QV_VIRTIO_BLK_MAX_DISCARD_SECTORS 0x3fffffu
 
+/* Where requests run (storage[].io) */
+#define QV_VIRTIO_BLK_IO_INLINE 0  /* synchronously inside process_queue */
+#define QV_VIRTIO_BLK_IO_THREADS 1 /* a worker-thread pool, several requests in flight */
+#define QV_VIRTIO_BLK_IO_NATIVE 2  /* io_uring on the image file (disk_aio.h) */
+
 struct qv_virtio_blk_options {
     int readonly;          /* also forced when the disk itself is read-only */
     int discard;           /* offer VIRTIO_BLK_F_DISCARD (needs disk->ops->discard) */
@@ -45,6 +51,11 @@ struct qv_virtio_blk_options {
     /* monotonic clock in ns for the limits; NULL -> CLOCK_MONOTONIC (tests inject one) */
     uint64_t (*clock_ns)(void *opaque);
     void *clock_opaque;
+    /* QV_VIRTIO_BLK_IO_*. With an engine, IN / OUT / FLUSH complete later: the owner polls
+     * qv_virtio_blk_completion_fd() and calls qv_virtio_pci_complete(). A flush completes
+     * after every write popped before it. */
+    uint32_t io_mode;
+    uint32_t io_workers;   /* threads mode: 0 -> 4 */
 };
 
 struct qv_virtio_blk_stats {
@@ -54,6 +65,12 @@ struct qv_virtio_blk_stats {
     uint64_t io_errors;     /* requests completed with IOERR */
     uint64_t unsupported;   /* requests completed with UNSUPP */
     uint64_t throttled;     /* times a queue was deferred by io_limit / iops_limit */
+    /* the engine (0 when requests run inline) */
+    uint64_t aio_submitted;
+    uint64_t aio_uring;         /* native: went to io_uring */
+    uint64_t aio_bounced;       /* native: through an aligned bounce buffer */
+    uint64_t aio_sync_fallback; /* native: ran synchronously (not mappable to the file) */
+    uint64_t aio_max_inflight;  /* most requests in flight at once */
 };
 
 struct qv_virtio_blk;
@@ -61,7 +78,18 @@ struct qv_virtio_blk;
 /* The device does not own disk (the caller closes it after qv_virtio_blk_free). */
 struct qv_virtio_blk *qv_virtio_blk_new(struct qv_disk *disk,
                                         const struct qv_virtio_blk_options *opts);
+/* The same with a code (QV_ERR_INVAL, QV_ERR_NOMEM, QV_ERR_NOTSUP: io_uring unavailable)
+ * and a message. */
+int qv_virtio_blk_create(struct qv_disk *disk, const struct qv_virtio_blk_options *opts,
+                         struct qv_virtio_blk **out, char *errbuf, size_t errlen);
 struct qv_virtio_device *qv_virtio_blk_device(struct qv_virtio_blk *blk);
+/* Readable when engine requests finished (-1 without an engine). */
+int qv_virtio_blk_completion_fd(const struct qv_virtio_blk *blk);
+/* Block until the engine has nothing running (its completions wait for
+ * qv_virtio_pci_complete). For tests and benchmarks driving the device from one thread. */
+void qv_virtio_blk_drain(struct qv_virtio_blk *blk);
+/* "inline", "threads" or "io_uring" */
+const char *qv_virtio_blk_io_backend(const struct qv_virtio_blk *blk);
 void qv_virtio_blk_get_stats(struct qv_virtio_blk *blk, struct qv_virtio_blk_stats *out);
 void qv_virtio_blk_free(struct qv_virtio_blk *blk);
 

@@ -80,6 +80,10 @@ int qv_virtio_pci_memory_enabled(struct qv_virtio_pci *pci);
 /* Process queue q now. Returns 0 or a monotonic deadline (ns) when the device deferred work
  * (rate limit): call again at or after that time. */
 uint64_t qv_virtio_pci_process_queue(struct qv_virtio_pci *pci, unsigned int q);
+/* The device's asynchronous requests finished (its completion fd fired): push them, signal,
+ * and process the queues that waited for them. deadlines (num_queues entries, may be NULL)
+ * receives the result of process_queue for each queue processed again. */
+void qv_virtio_pci_complete(struct qv_virtio_pci *pci, uint64_t *deadlines);
 
 /* The device configuration changed (e.g. a new balloon target or disk size): bump
  * config_generation and send the configuration-change interrupt. */

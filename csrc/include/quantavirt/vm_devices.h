@@ -29,6 +29,7 @@ struct qv_vm_virtio_info {
     uint64_t thread_kicks;    /* queue runs on the I/O thread */
     uint64_t exit_kicks;      /* notify writes that took the MMIO exit (ioeventfd missed) */
     uint64_t msis;            /* MSI-X messages sent */
+    uint64_t irqfd_msis;      /* of those, through an irqfd (the rest: KVM_SIGNAL_MSI) */
 };
 
 /* The disk stays the caller's: close it only after qv_vm_destroy. *index_out: the device's
