@@ -52,6 +52,10 @@ class KeySlots:
     def __init__(self, device: str | None = None) -> None:
         self._native = NativeBackend("quac100", device)
         self.device: str = self._native.device
+        info = ffi.new("qv_quac100_info *")
+        self._native.check(lib.qv_quac100_probe(self.device.encode(), info), "GET_INFO")
+        #: The card's serial number: a slot number only means something on this card.
+        self.serial: str = c_string(info.serial_number)
 
     def generate(self, kem: str, label: str = "") -> tuple[int, bytes]:
         """A fresh pair in the first free slot: (slot, public key)."""
