@@ -661,9 +661,11 @@ static int label_ok(const char *label, size_t len)
 }
 
 /* The public key the card answered: the FIPS 203 modulus check, so a garbage key is never
- * handed out as a host key. */
+ * handed out as a host key; an all-zero key passes that check but means "never written". */
 static int reply_public_key(int alg, const uint8_t *pk, size_t pk_len)
 {
+    if (all_zero(pk, pk_len))
+        return QUAC100_ERR_REPLY;
     return qv_mlkem_check_public_key(slot_kem_level(alg), pk, pk_len) == 0 ? 0
                                                                            : QUAC100_ERR_REPLY;
 }
@@ -729,9 +731,13 @@ int qv_quac100_slot_public_key(qv_pqc_backend *b, uint32_t slot, int alg, uint8_
     rc = submit(b, QUAC100_IOC_KEY_EXPORT_PUBLIC, &e, &e.result);
     if (rc == QUAC100_ERR_DEVICE && b->last_result == QUAC100_RES_INVALID_KEY)
         rc = QUAC100_ERR_SLOT;
-    /* The slot holds another parameter set than the caller's record says: not this key. */
-    if (rc == 0 && e.algorithm != (__u32)alg)
-        rc = slot_kem_level((int)e.algorithm) != 0 ? PQC_ERR_KEY : QUAC100_ERR_REPLY;
+    /* The slot holds another parameter set than the caller's record says: not this key (the
+     * card then also refuses our buffer's size, which is no card error). */
+    if ((rc == 0 || rc == QUAC100_ERR_DEVICE) && e.algorithm != (__u32)alg &&
+        slot_kem_level((int)e.algorithm) != 0)
+        rc = PQC_ERR_KEY;
+    else if (rc == 0 && e.algorithm != (__u32)alg)
+        rc = QUAC100_ERR_REPLY;
     if (rc == 0)
         rc = reply_public_key(alg, pk, pk_len);
     if (rc != 0)
