@@ -16,9 +16,10 @@ The fingerprint is SHA3-256 of the public key, the value an encrypted image's he
 ``backend="quac100"`` keeps the pair in a key slot of a QUAC 100 card instead
 (:mod:`quantavirt.pqc.key_slots`): the secret key never leaves the card, and the state
 directory holds only NAME.json (with the slot number, device path and card serial) and
-NAME.pub. :meth:`KeyStore.decaps` decapsulates with either kind of key. Opening an encrypted
-disk with a slot key is not supported yet (the disk code takes the decapsulation key itself):
-:meth:`KeyStore.load_secret_key` gives QV_ERR_NOTSUP for it.
+NAME.pub. :meth:`KeyStore.decaps` decapsulates with either kind of key, and
+``EncryptedDisk.open`` opens an image wrapped to a slot key through the card
+(qv_encdisk_open_slot). :meth:`KeyStore.load_secret_key` gives QV_ERR_NOTSUP for a slot key:
+every path that needs the secret key itself (rekey, the VM launcher) cannot use one yet.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from quantavirt.errors import QVError
 from quantavirt.pqc.kem import ALGORITHMS, KEM
+from quantavirt.pqc.key_slots import LABEL_MAX, KeySlots
 
 __all__ = [
     "HostKey",
@@ -221,8 +223,6 @@ class KeyStore:
         return meta
 
     def _create_in_slot(self, name: str, kem: str, device: str | None) -> HostKey:
-        from quantavirt.pqc.key_slots import LABEL_MAX, KeySlots
-
         card = KeySlots(device)
         slot, pk = card.generate(kem, label=name[:LABEL_MAX])
         meta = HostKey(name=name, kem=kem, backend="quac100", fingerprint=fingerprint(pk),
@@ -236,11 +236,9 @@ class KeyStore:
             raise
         return meta
 
-    def _card_for(self, key: HostKey) -> tuple[object, int]:
+    def card_for(self, key: HostKey) -> tuple[KeySlots, int]:
         """The open card holding a quac100 key, checked to be the card it was made on and to
         still hold this very public key in the slot."""
-        from quantavirt.pqc.key_slots import KeySlots
-
         if key.slot is None or not key.device:
             raise QVError("PQC_ERR_KEY", f"host key {key.name!r}: quac100 record without a "
                           "slot or device")
@@ -258,10 +256,7 @@ class KeyStore:
         """ML-KEM.Decaps with host key `name`: on the card for a slot key, else in software."""
         key = self.get(name)
         if key.backend == "quac100":
-            from quantavirt.pqc.key_slots import KeySlots
-
-            card, slot = self._card_for(key)
-            assert isinstance(card, KeySlots)
+            card, slot = self.card_for(key)
             return card.decaps(slot, key.kem, ct)
         kem, sk = self.load_secret_key(name)
         try:

@@ -220,13 +220,30 @@ def test_slot_key_on_another_card(start_sim, tmp_path: Path) -> None:  # type: i
 
 
 def test_encrypted_image_for_a_slot_key(card: SimDevice, tmp_path: Path) -> None:
-    """Creating an image needs only the public key; opening it through the card is not
-    implemented yet (the disk code takes the decapsulation key itself) and says so."""
+    """An image wrapped to a slot key opens through the card (the card decapsulates the
+    header's KEM ciphertext); the wrong slot, an emptied slot or a failing card refuse it."""
     store = KeyStore(tmp_path / "home")
-    store.create("slotkey", backend="quac100", device=card.path)
+    store.create("slotkey", kem="ML-KEM-1024", backend="quac100", device=card.path)
+    store.create("other", kem="ML-KEM-1024", backend="quac100", device=card.path)
+    store.create("other768", backend="quac100", device=card.path)
     image = tmp_path / "disk.qvenc"
     es.create(image, "1M", key_name="slotkey", store=store)
-    assert os.path.getsize(image) > 0
-    err = _raises("QV_ERR_NOTSUP", es.EncryptedDisk.open, image, store=store)
-    assert "key slot" in str(err)
+    payload = os.urandom(8192)
+    with es.EncryptedDisk.open(image, store=store) as disk:  # found by fingerprint
+        disk.write(4096, payload)
+    with es.EncryptedDisk.open(image, "slotkey", store=store, readonly=True) as disk:
+        assert disk.read(4096, len(payload)) == payload
+    assert "another host key" in str(_raises("PQC_ERR_KEY", es.EncryptedDisk.open, image,
+                                             "other", store=store))
+    assert "does not hold an ML-KEM-1024 key" in str(
+        _raises("PQC_ERR_KEY", es.EncryptedDisk.open, image, "other768", store=store))
+    card.control("fail_result=0x205")
+    _raises("QUAC100_ERR_DEVICE", es.EncryptedDisk.open, image, store=store)
+    card.control("reset", "corrupt=1")  # a wrong shared secret: the key wrap does not verify
+    _raises("QV_STR_ERR_INTEGRITY", es.EncryptedDisk.open, image, store=store)
+    card.control("reset")
+    # The path that needs the secret key itself says why it cannot have it.
+    _raises("QV_ERR_NOTSUP", store.load_secret_key, "slotkey")
+    KeySlots(card.path).delete(store.get("slotkey").slot or 0)
+    _raises("QUAC100_ERR_SLOT", es.EncryptedDisk.open, image, store=store)
     assert os.environ.get(DEVICE_ENV) == card.path

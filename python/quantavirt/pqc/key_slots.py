@@ -13,6 +13,7 @@ codes QUAC100_ERR_DEVICE (with the raw result in the message).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from quantavirt._ffi import c_string, ffi, lib
 from quantavirt.errors import QVError
@@ -56,6 +57,11 @@ class KeySlots:
         self._native.check(lib.qv_quac100_probe(self.device.encode(), info), "GET_INFO")
         #: The card's serial number: a slot number only means something on this card.
         self.serial: str = c_string(info.serial_number)
+
+    @property
+    def native_handle(self) -> Any:
+        """The ``qv_pqc_backend *`` (quac100) for C calls such as qv_encdisk_open_slot."""
+        return self._native.handle
 
     def generate(self, kem: str, label: str = "") -> tuple[int, bytes]:
         """A fresh pair in the first free slot: (slot, public key)."""
