@@ -1331,23 +1331,27 @@ const char *qv_disk_encrypted_last_error(const struct qv_disk *disk)
 
 /* ---- flat wrappers ---- */
 
-int qv_encdisk_open(const char *path, int readonly, int cache, const uint8_t *host_dk,
-                    size_t host_dk_len, struct qv_disk **out, char *errbuf, size_t errlen)
+/* The options of the flat wrappers. */
+static struct qv_disk_options flat_options(int readonly, int cache)
 {
     struct qv_disk_options o = {.format = QV_DISK_FORMAT_ENCRYPTED,
                                 .cache = (uint32_t)cache,
                                 .readonly = readonly != 0,
                                 .discard = 0};
+    return o;
+}
+
+int qv_encdisk_open(const char *path, int readonly, int cache, const uint8_t *host_dk,
+                    size_t host_dk_len, struct qv_disk **out, char *errbuf, size_t errlen)
+{
+    struct qv_disk_options o = flat_options(readonly, cache);
     return qv_disk_open_encrypted(path, &o, host_dk, host_dk_len, out, errbuf, errlen);
 }
 
 int qv_encdisk_open_slot(const char *path, int readonly, int cache, qv_pqc_backend *card,
                          uint32_t slot, struct qv_disk **out, char *errbuf, size_t errlen)
 {
-    struct qv_disk_options o = {.format = QV_DISK_FORMAT_ENCRYPTED,
-                                .cache = (uint32_t)cache,
-                                .readonly = readonly != 0,
-                                .discard = 0};
+    struct qv_disk_options o = flat_options(readonly, cache);
     return qv_disk_open_encrypted_slot(path, &o, card, slot, out, errbuf, errlen);
 }
 

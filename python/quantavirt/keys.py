@@ -18,8 +18,9 @@ The fingerprint is SHA3-256 of the public key, the value an encrypted image's he
 directory holds only NAME.json (with the slot number, device path and card serial) and
 NAME.pub. :meth:`KeyStore.decaps` decapsulates with either kind of key, and
 ``EncryptedDisk.open`` opens an image wrapped to a slot key through the card
-(qv_encdisk_open_slot). :meth:`KeyStore.load_secret_key` gives QV_ERR_NOTSUP for a slot key:
-every path that needs the secret key itself (rekey, the VM launcher) cannot use one yet.
+(qv_encdisk_open_slot; the VM launcher, convert and check open disks that way).
+:meth:`KeyStore.load_secret_key` gives QV_ERR_NOTSUP for a slot key: the one path that needs
+the secret key itself (rekey *from* a slot key) cannot use one yet.
 """
 
 from __future__ import annotations
@@ -314,8 +315,8 @@ class KeyStore:
         if key.backend == "quac100":
             raise QVError("QV_ERR_NOTSUP", f"host key {name!r} lives in key slot {key.slot} "
                           f"of the QUAC 100 card {key.device}; its secret key never leaves the "
-                          "card, and opening encrypted disks through the card is not "
-                          "supported yet")
+                          "card (EncryptedDisk.open and KeyStore.decaps use the card; this path "
+                          "needs the secret key itself and cannot use a slot key yet)")
         if key.backend != "software":
             raise QVError("PQC_ERR_KEY", f"host key {name!r} has unknown backend "
                           f"{key.backend!r}")

@@ -242,8 +242,18 @@ def test_encrypted_image_for_a_slot_key(card: SimDevice, tmp_path: Path) -> None
     card.control("reset", "corrupt=1")  # a wrong shared secret: the key wrap does not verify
     _raises("QV_STR_ERR_INTEGRITY", es.EncryptedDisk.open, image, store=store)
     card.control("reset")
-    # The path that needs the secret key itself says why it cannot have it.
+    # The path that needs the secret key itself says why it cannot have it: rekey *from* a
+    # slot key; rekey *to* one needs only its public key.
     _raises("QV_ERR_NOTSUP", store.load_secret_key, "slotkey")
+    store.create("soft")
+    _raises("QV_ERR_NOTSUP", es.rekey, image, "slotkey", "soft", store=store)
+    moved = tmp_path / "moved.qvenc"
+    es.create(moved, "1M", key_name="soft", store=store)
+    with es.EncryptedDisk.open(moved, store=store) as disk:
+        disk.write(0, payload)
+    es.rekey(moved, "soft", "other", store=store)
+    with es.EncryptedDisk.open(moved, store=store, readonly=True) as disk:  # via the card
+        assert disk.read(0, len(payload)) == payload
     KeySlots(card.path).delete(store.get("slotkey").slot or 0)
     _raises("QUAC100_ERR_SLOT", es.EncryptedDisk.open, image, store=store)
     assert os.environ.get(DEVICE_ENV) == card.path
