@@ -31,6 +31,7 @@
 #include "quantavirt/errors.h"
 #include "quantavirt/hkdf.h"
 #include "quantavirt/mlkem.h"
+#include "quantavirt/pqc_backend.h"
 
 #define SS QV_ENCDISK_SECTOR_SIZE
 #define CHUNK_SECTORS 64 /* sectors per I/O batch: 256 KiB of data, 4 KiB of records */
@@ -328,12 +329,67 @@ static int key_pair_consistent(int kem_level, const uint8_t *dk, size_t dk_len)
     return ok;
 }
 
-/* Unwrap the data key with the host decapsulation key and check the header MAC.
+/* Where the host key's decapsulation happens: with the decapsulation key in memory (dk), or
+ * on a QUAC 100 card with the secret key of one of its key slots (card != NULL). */
+struct host_key {
+    const uint8_t *dk;
+    size_t dk_len;
+    qv_pqc_backend *card;
+    uint32_t slot;
+};
+
+/* The card's half of verify_header: the slot's public key must have the image's fingerprint,
+ * then the card decapsulates. Card failures keep their QUAC100_ERR_* code. */
+static int slot_decaps(const uint8_t *h, const struct header_info *hi, const struct host_key *k,
+                       uint8_t ss[QV_MLKEM_SHARED_SECRET_BYTES], char *errbuf, size_t errlen)
+{
+    int alg = hi->kem_level == 512   ? QV_PQC_ML_KEM_512
+              : hi->kem_level == 768 ? QV_PQC_ML_KEM_768
+                                     : QV_PQC_ML_KEM_1024;
+    size_t pkb = 0;
+    uint8_t pk[1568], fp[32];
+    qv_mlkem_sizes(hi->kem_level, &pkb, NULL, NULL);
+    int rc = qv_quac100_slot_public_key(k->card, k->slot, alg, pk, pkb);
+    if (rc == PQC_ERR_KEY) {
+        set_err(errbuf, errlen, "wrong disk key: QUAC 100 key slot %u does not hold an "
+                "ML-KEM-%d key", k->slot, hi->kem_level);
+        return rc;
+    }
+    if (rc != 0) {
+        set_err(errbuf, errlen, "QUAC 100 key slot %u: %s", k->slot, qv_strerror(rc));
+        return rc;
+    }
+    if (sha3_256(pk, pkb, fp) != 0)
+        return QV_ERR_NOMEM;
+    if (CRYPTO_memcmp(fp, h + ENC_HDR_FINGERPRINT, 32) != 0) {
+        set_err(errbuf, errlen, "wrong disk key: the image is wrapped to another host key than "
+                "the one in QUAC 100 key slot %u", k->slot);
+        return PQC_ERR_KEY;
+    }
+    rc = qv_quac100_slot_decaps(k->card, k->slot, alg, h + ENC_HDR_KEM_CT, hi->kem_ct_len, ss,
+                                QV_MLKEM_SHARED_SECRET_BYTES);
+    if (rc != 0)
+        set_err(errbuf, errlen, "QUAC 100 key slot %u: decapsulation failed: %s", k->slot,
+                qv_strerror(rc));
+    return rc;
+}
+
+/* Unwrap the data key with the host key and check the header MAC.
  * Out: data key and header MAC key (both secrets; the caller wipes them). */
-static int verify_header(const uint8_t *h, const struct header_info *hi, const uint8_t *dk,
-                         size_t dk_len, uint8_t data_key[32], uint8_t mac_key[32],
+static int verify_header(const uint8_t *h, const struct header_info *hi,
+                         const struct host_key *k, uint8_t data_key[32], uint8_t mac_key[32],
                          char *errbuf, size_t errlen)
 {
+    const uint8_t *dk = k->dk;
+    size_t dk_len = k->dk_len;
+    uint8_t ss[QV_MLKEM_SHARED_SECRET_BYTES], kek[32], tag[16], mac[32];
+    int rc;
+    if (k->card != NULL) {
+        rc = slot_decaps(h, hi, k, ss, errbuf, errlen);
+        if (rc != 0)
+            goto out;
+        goto unwrap;
+    }
     size_t want_dk = 0;
     qv_mlkem_sizes(hi->kem_level, NULL, &want_dk, NULL);
     if (dk == NULL || dk_len != want_dk) {
@@ -353,15 +409,15 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
                 h[ENC_HDR_FINGERPRINT + 3]);
         return PQC_ERR_KEY;
     }
-    uint8_t ss[QV_MLKEM_SHARED_SECRET_BYTES], kek[32], tag[16], mac[32];
-    int rc = qv_mlkem_decaps(hi->kem_level, dk, dk_len, h + ENC_HDR_KEM_CT, hi->kem_ct_len, ss,
-                             sizeof(ss));
+    rc = qv_mlkem_decaps(hi->kem_level, dk, dk_len, h + ENC_HDR_KEM_CT, hi->kem_ct_len, ss,
+                         sizeof(ss));
     if (rc != 0) {
         set_err(errbuf, errlen, "wrong disk key: ML-KEM decapsulation refused the key (%s)",
                 qv_strerror(rc));
         rc = PQC_ERR_KEY;
         goto out;
     }
+unwrap:
     rc = hkdf_sha3(ss, sizeof(ss), hi->uuid, 16, "quantavirt encdisk v1 key wrap", kek, 32);
     if (rc != 0)
         goto out;
@@ -370,7 +426,7 @@ static int verify_header(const uint8_t *h, const struct header_info *hi, const u
                   h + ENC_HDR_WRAPPED, data_key, tag, 1)) {
         /* The key matches the fingerprint: either its secret part is damaged (the
          * fingerprint does not cover it) or the header was changed. */
-        if (key_pair_consistent(hi->kem_level, dk, dk_len) == 0) {
+        if (dk != NULL && key_pair_consistent(hi->kem_level, dk, dk_len) == 0) {
             set_err(errbuf, errlen,
                     "wrong disk key: the ML-KEM-%d host key has this image's fingerprint but "
                     "its secret part is damaged (pair-wise consistency check failed)",
@@ -1048,9 +1104,9 @@ static int open_flags(int readonly, int cache)
     return flags;
 }
 
-int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
-                           const uint8_t *host_dk, size_t host_dk_len, struct qv_disk **out,
-                           char *errbuf, size_t errlen)
+static int open_encrypted(const char *path, const struct qv_disk_options *opts,
+                          const struct host_key *key, struct qv_disk **out, char *errbuf,
+                          size_t errlen)
 {
     if (path == NULL || out == NULL) {
         set_err(errbuf, errlen, "missing path or output");
@@ -1075,7 +1131,7 @@ int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
         rc = read_header(fd, h, &hi, errbuf, errlen);
     if (rc != 0)
         goto fail;
-    rc = verify_header(h, &hi, host_dk, host_dk_len, data_key, mac_key, errbuf, errlen);
+    rc = verify_header(h, &hi, key, data_key, mac_key, errbuf, errlen);
     if (rc != 0)
         goto fail;
     uint64_t nsectors = (hi.vsize + SS - 1) / SS;
@@ -1097,6 +1153,26 @@ int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
 fail:
     close(fd);
     return rc;
+}
+
+int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
+                           const uint8_t *host_dk, size_t host_dk_len, struct qv_disk **out,
+                           char *errbuf, size_t errlen)
+{
+    const struct host_key key = {.dk = host_dk, .dk_len = host_dk_len};
+    return open_encrypted(path, opts, &key, out, errbuf, errlen);
+}
+
+int qv_disk_open_encrypted_slot(const char *path, const struct qv_disk_options *opts,
+                                qv_pqc_backend *card, uint32_t slot, struct qv_disk **out,
+                                char *errbuf, size_t errlen)
+{
+    if (card == NULL || qv_pqc_backend_kind(card) != QV_PQC_BACKEND_QUAC100) {
+        set_err(errbuf, errlen, "opening through a key slot needs a quac100 backend handle");
+        return PQC_ERR_BACKEND;
+    }
+    const struct host_key key = {.card = card, .slot = slot};
+    return open_encrypted(path, opts, &key, out, errbuf, errlen);
 }
 
 int qv_disk_create_encrypted(const char *path, uint64_t size, int kem_level, int aead,
@@ -1218,8 +1294,9 @@ int qv_disk_rekey_encrypted(const char *path, const uint8_t *old_dk, size_t old_
     int rc = lock_file(fd, 1, errbuf, errlen);
     if (rc == 0)
         rc = read_header(fd, h, &hi, errbuf, errlen);
+    const struct host_key old_key = {.dk = old_dk, .dk_len = old_dk_len};
     if (rc == 0)
-        rc = verify_header(h, &hi, old_dk, old_dk_len, data_key, mac_key, errbuf, errlen);
+        rc = verify_header(h, &hi, &old_key, data_key, mac_key, errbuf, errlen);
     if (rc == 0) {
         rc = seal_header(h, new_kem_level, new_ek, new_ek_len, data_key, errbuf, errlen);
         qv_wipe(data_key, sizeof(data_key));
@@ -1254,14 +1331,28 @@ const char *qv_disk_encrypted_last_error(const struct qv_disk *disk)
 
 /* ---- flat wrappers ---- */
 
-int qv_encdisk_open(const char *path, int readonly, int cache, const uint8_t *host_dk,
-                    size_t host_dk_len, struct qv_disk **out, char *errbuf, size_t errlen)
+/* The options of the flat wrappers. */
+static struct qv_disk_options flat_options(int readonly, int cache)
 {
     struct qv_disk_options o = {.format = QV_DISK_FORMAT_ENCRYPTED,
                                 .cache = (uint32_t)cache,
                                 .readonly = readonly != 0,
                                 .discard = 0};
+    return o;
+}
+
+int qv_encdisk_open(const char *path, int readonly, int cache, const uint8_t *host_dk,
+                    size_t host_dk_len, struct qv_disk **out, char *errbuf, size_t errlen)
+{
+    struct qv_disk_options o = flat_options(readonly, cache);
     return qv_disk_open_encrypted(path, &o, host_dk, host_dk_len, out, errbuf, errlen);
+}
+
+int qv_encdisk_open_slot(const char *path, int readonly, int cache, qv_pqc_backend *card,
+                         uint32_t slot, struct qv_disk **out, char *errbuf, size_t errlen)
+{
+    struct qv_disk_options o = flat_options(readonly, cache);
+    return qv_disk_open_encrypted_slot(path, &o, card, slot, out, errbuf, errlen);
 }
 
 static int is_encdisk(const struct qv_disk *disk)

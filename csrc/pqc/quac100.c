@@ -18,6 +18,7 @@
 #include "pqc/pqc_backend_internal.h"
 #include "quac100/quac100_ioctl.h"
 #include "quantavirt/errors.h"
+#include "quantavirt/mlkem.h"
 
 /* The ABI passes buffers as u64 user addresses. */
 static __u64 addr_of(const void *p)
@@ -611,5 +612,228 @@ int qv_quac100_kem_batch(qv_pqc_backend *b, int alg, unsigned op, size_t n, cons
         if (out2 != NULL)
             qv_wipe(out2, n * o2);
     }
+    return rc;
+}
+
+/* ---- key slots ------------------------------------------------------------------------ *
+ * The card keeps the secret key; the host only ever sees slot numbers and public keys. A slot
+ * number is checked against the card's key_slots_total before it is sent, and every slot
+ * number, algorithm, count and key the card answers is checked before it is believed. */
+
+static int slot_kem_level(int alg)
+{
+    switch (alg) {
+    case QUAC100_ALG_ML_KEM_512:
+        return 512;
+    case QUAC100_ALG_ML_KEM_768:
+        return 768;
+    case QUAC100_ALG_ML_KEM_1024:
+        return 1024;
+    default:
+        return 0;
+    }
+}
+
+static int need_slots(qv_pqc_backend *b)
+{
+    int rc = need_quac100(b);
+    if (rc != 0)
+        return rc;
+    return b->info.key_slots_total == 0 ? QUAC100_ERR_NOTSUP : 0;
+}
+
+static int valid_slot(const qv_pqc_backend *b, uint32_t slot)
+{
+    return slot < b->info.key_slots_total;
+}
+
+/* A label the card echoes back: printable ASCII then NUL padding, else a malformed reply. */
+static int label_ok(const char *label, size_t len)
+{
+    size_t i = 0;
+    for (; i < len && label[i] != '\0'; i++)
+        if (label[i] < 0x20 || label[i] >= 0x7f)
+            return 0;
+    for (; i < len; i++)
+        if (label[i] != '\0')
+            return 0;
+    return 1;
+}
+
+/* The public key the card answered: the FIPS 203 modulus check, so a garbage key is never
+ * handed out as a host key; an all-zero key passes that check but means "never written". */
+static int reply_public_key(int alg, const uint8_t *pk, size_t pk_len)
+{
+    if (all_zero(pk, pk_len))
+        return QUAC100_ERR_REPLY;
+    return qv_mlkem_check_public_key(slot_kem_level(alg), pk, pk_len) == 0 ? 0
+                                                                           : QUAC100_ERR_REPLY;
+}
+
+static int slot_pk_args(int alg, const uint8_t *pk, size_t pk_len)
+{
+    size_t want = 0;
+    if (slot_kem_level(alg) == 0)
+        return PQC_ERR_ALGORITHM;
+    qv_pqc_sizes(alg, &want, NULL, NULL);
+    return pk == NULL || pk_len != want ? PQC_ERR_SIZE : 0;
+}
+
+int qv_quac100_slot_generate(qv_pqc_backend *b, int alg, const char *label, uint32_t *slot,
+                             uint8_t *pk, size_t pk_len)
+{
+    int rc = need_slots(b);
+    if (rc != 0)
+        return rc;
+    if ((rc = slot_pk_args(alg, pk, pk_len)) != 0)
+        return rc;
+    if (slot == NULL)
+        return QV_ERR_INVAL;
+    size_t label_len = label != NULL ? strlen(label) : 0;
+    if (label_len > QUAC100_KEY_LABEL_LEN || !label_ok(label != NULL ? label : "", label_len))
+        return QV_ERR_INVAL;
+    struct quac100_key_generate g;
+    memset(&g, 0, sizeof(g));
+    memset(pk, 0, pk_len);
+    g.algorithm = (__u32)alg;
+    g.slot = UINT32_MAX; /* a reply that never fills it in is caught below */
+    if (label_len > 0)
+        memcpy(g.label, label, label_len);
+    set_buf(&g.pk_addr, &g.pk_size, pk, pk_len);
+    rc = submit(b, QUAC100_IOC_KEY_GENERATE, &g, &g.result);
+    if (rc == 0 && !valid_slot(b, g.slot))
+        rc = QUAC100_ERR_REPLY;
+    if (rc == 0)
+        rc = reply_public_key(alg, pk, pk_len);
+    if (rc != 0) {
+        memset(pk, 0, pk_len);
+        return rc;
+    }
+    *slot = g.slot;
+    return 0;
+}
+
+int qv_quac100_slot_public_key(qv_pqc_backend *b, uint32_t slot, int alg, uint8_t *pk,
+                               size_t pk_len)
+{
+    int rc = need_slots(b);
+    if (rc != 0)
+        return rc;
+    if ((rc = slot_pk_args(alg, pk, pk_len)) != 0)
+        return rc;
+    if (!valid_slot(b, slot))
+        return QUAC100_ERR_SLOT;
+    struct quac100_key_export e;
+    memset(&e, 0, sizeof(e));
+    memset(pk, 0, pk_len);
+    e.slot = slot;
+    set_buf(&e.pk_addr, &e.pk_size, pk, pk_len);
+    rc = submit(b, QUAC100_IOC_KEY_EXPORT_PUBLIC, &e, &e.result);
+    if (rc == QUAC100_ERR_DEVICE && b->last_result == QUAC100_RES_INVALID_KEY)
+        rc = QUAC100_ERR_SLOT;
+    /* The slot holds another parameter set than the caller's record says: not this key (the
+     * card then also refuses our buffer's size, which is no card error). */
+    if ((rc == 0 || rc == QUAC100_ERR_DEVICE) && e.algorithm != (__u32)alg &&
+        slot_kem_level((int)e.algorithm) != 0)
+        rc = PQC_ERR_KEY;
+    else if (rc == 0 && e.algorithm != (__u32)alg)
+        rc = QUAC100_ERR_REPLY;
+    if (rc == 0)
+        rc = reply_public_key(alg, pk, pk_len);
+    if (rc != 0)
+        memset(pk, 0, pk_len);
+    return rc;
+}
+
+int qv_quac100_slot_decaps(qv_pqc_backend *b, uint32_t slot, int alg, const uint8_t *ct,
+                           size_t ct_len, uint8_t *ss, size_t ss_len)
+{
+    int rc = need_slots(b);
+    if (rc != 0)
+        return rc;
+    size_t ctb = 0;
+    if (slot_kem_level(alg) == 0)
+        return PQC_ERR_ALGORITHM;
+    qv_pqc_sizes(alg, NULL, NULL, &ctb);
+    if (ct == NULL || ss == NULL || ct_len != ctb || ss_len != 32)
+        return PQC_ERR_SIZE;
+    if (!valid_slot(b, slot))
+        return QUAC100_ERR_SLOT;
+    struct quac100_kem_decaps d;
+    memset(&d, 0, sizeof(d));
+    memset(ss, 0, ss_len);
+    d.algorithm = (__u32)alg;
+    d.flags = QUAC100_FLAG_KEY_SLOT;
+    d.sk_addr = slot; /* the slot number, not an address: the key stays on the card */
+    d.sk_size = 0;
+    set_buf(&d.ct_addr, &d.ct_size, ct, ct_len);
+    set_buf(&d.ss_addr, &d.ss_size, ss, ss_len);
+    rc = submit(b, QUAC100_IOC_KEM_DECAPS, &d, &d.result);
+    if (rc == QUAC100_ERR_DEVICE && b->last_result == QUAC100_RES_INVALID_KEY)
+        rc = QUAC100_ERR_SLOT;
+    if (rc == 0 && all_zero(ss, ss_len))
+        rc = QUAC100_ERR_REPLY;
+    if (rc != 0)
+        qv_wipe(ss, ss_len);
+    return rc;
+}
+
+int qv_quac100_slot_delete(qv_pqc_backend *b, uint32_t slot)
+{
+    int rc = need_slots(b);
+    if (rc != 0)
+        return rc;
+    if (!valid_slot(b, slot))
+        return QUAC100_ERR_SLOT;
+    struct quac100_key_delete k;
+    memset(&k, 0, sizeof(k));
+    k.slot = slot;
+    rc = submit(b, QUAC100_IOC_KEY_DELETE, &k, &k.result);
+    if (rc == QUAC100_ERR_DEVICE && b->last_result == QUAC100_RES_INVALID_KEY)
+        rc = QUAC100_ERR_SLOT;
+    return rc;
+}
+
+int qv_quac100_slot_list(qv_pqc_backend *b, qv_quac100_key_slot *slots, int max, int *count)
+{
+    int rc = need_slots(b);
+    if (rc != 0)
+        return rc;
+    if (count == NULL || max < 0 || (slots == NULL && max > 0))
+        return QV_ERR_INVAL;
+    *count = 0;
+    uint32_t total = b->info.key_slots_total;
+    /* Room for every slot the card has (at most 4096 so a lying GET_INFO cannot make the
+     * host allocate without bound). */
+    if (total > 4096)
+        return QUAC100_ERR_REPLY;
+    struct quac100_key_entry *e = calloc(total, sizeof(*e));
+    if (e == NULL)
+        return QV_ERR_NOMEM;
+    struct quac100_key_list l;
+    memset(&l, 0, sizeof(l));
+    l.entries_addr = addr_of(e);
+    l.max_entries = total;
+    l.count = UINT32_MAX;
+    rc = submit(b, QUAC100_IOC_KEY_LIST, &l, &l.result);
+    if (rc == 0 && l.count > total)
+        rc = QUAC100_ERR_REPLY;
+    /* Entries must be distinct valid slots in increasing order, with known algorithms. */
+    for (uint32_t i = 0; rc == 0 && i < l.count; i++) {
+        if (!valid_slot(b, e[i].slot) || (i > 0 && e[i].slot <= e[i - 1].slot) ||
+            slot_kem_level((int)e[i].algorithm) == 0 || !label_ok(e[i].label, sizeof(e[i].label)))
+            rc = QUAC100_ERR_REPLY;
+    }
+    if (rc == 0) {
+        int n = l.count < (uint32_t)max ? (int)l.count : max;
+        for (int i = 0; i < n; i++) {
+            slots[i].slot = e[i].slot;
+            slots[i].algorithm = (int)e[i].algorithm;
+            memcpy(slots[i].label, e[i].label, QUAC100_KEY_LABEL_LEN);
+            slots[i].label[QUAC100_KEY_LABEL_LEN] = '\0';
+        }
+        *count = (int)l.count;
+    }
+    free(e);
     return rc;
 }

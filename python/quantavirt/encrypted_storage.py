@@ -25,7 +25,7 @@ from quantavirt import storage
 from quantavirt._ffi import c_string, ffi, lib
 from quantavirt.config.sizes import format_size, parse_size
 from quantavirt.errors import QVError
-from quantavirt.keys import KeyStore, wipe
+from quantavirt.keys import HostKey, KeyStore, wipe
 from quantavirt.pqc.kem import ALGORITHMS
 
 __all__ = [
@@ -171,6 +171,15 @@ def disk_key_for(path: str | os.PathLike[str], key_name: str | None = None,
     return store.load_secret_key(key_name)
 
 
+def _slot_key_for(path: str, key_name: str | None, store: KeyStore) -> HostKey | None:
+    """The host key that opens the image when it lives in a QUAC 100 key slot, else None."""
+    if key_name is None:
+        key = store.find_by_fingerprint(read_header_fields(path)["key_fingerprint"])
+    else:
+        key = store.get(key_name)
+    return key if key is not None and key.backend == "quac100" else None
+
+
 class EncryptedDisk:
     """An open encrypted image (the C backend); use as a context manager."""
 
@@ -190,6 +199,10 @@ class EncryptedDisk:
                           path="cache")
         owned: bytearray | None = None
         if secret_key is None:
+            slot_key = _slot_key_for(path, key_name, store or KeyStore())
+            if slot_key is not None:
+                return cls._open_through_card(path, slot_key, readonly, cache,
+                                              store or KeyStore())
             _, owned = disk_key_for(path, key_name, store)
             secret_key = owned
         out = ffi.new("struct qv_disk **")
@@ -203,6 +216,19 @@ class EncryptedDisk:
                 wipe(owned)
         _raise(rc, err, path)
         return cls(out[0], path)
+
+    @classmethod
+    def _open_through_card(cls, path: str, key: HostKey, readonly: bool, cache: str,
+                           store: KeyStore) -> EncryptedDisk:
+        """The card holding `key` decapsulates the image's KEM ciphertext; the data key is
+        unwrapped in the core and the secret key never reaches the host."""
+        card, slot = store.card_for(key)
+        out = ffi.new("struct qv_disk **")
+        err = _errbuf()
+        rc = lib.qv_encdisk_open_slot(path.encode(), int(readonly), CACHE_MODES[cache],
+                                      card.native_handle, slot, out, err, _ERRLEN)
+        _raise(rc, err, path)
+        return cls(out[0], path)  # the data key is in the core now: the card is not needed
 
     def _handle(self) -> Any:
         if self._h is None:

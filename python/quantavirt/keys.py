@@ -12,7 +12,15 @@ of the directory), so a crash never leaves half a key. The secret key is only ev
 :func:`load_secret_key` for opening a disk; it is never printed.
 
 The fingerprint is SHA3-256 of the public key, the value an encrypted image's header records.
-QUAC 100 key slots are not supported yet: ``backend="quac100"`` gives QV_ERR_NOTSUP.
+
+``backend="quac100"`` keeps the pair in a key slot of a QUAC 100 card instead
+(:mod:`quantavirt.pqc.key_slots`): the secret key never leaves the card, and the state
+directory holds only NAME.json (with the slot number, device path and card serial) and
+NAME.pub. :meth:`KeyStore.decaps` decapsulates with either kind of key, and
+``EncryptedDisk.open`` opens an image wrapped to a slot key through the card
+(qv_encdisk_open_slot; the VM launcher, convert and check open disks that way).
+:meth:`KeyStore.load_secret_key` gives QV_ERR_NOTSUP for a slot key: the one path that needs
+the secret key itself (rekey *from* a slot key) cannot use one yet.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 
 from quantavirt.errors import QVError
 from quantavirt.pqc.kem import ALGORITHMS, KEM
+from quantavirt.pqc.key_slots import LABEL_MAX, KeySlots
 
 __all__ = [
     "HostKey",
@@ -127,9 +136,17 @@ class HostKey:
     backend: str
     fingerprint: str
     created: str
+    #: quac100 keys only: where the secret key lives.
+    slot: int | None = None
+    device: str | None = None
+    serial: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, str | int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -176,26 +193,26 @@ class KeyStore:
         os.chmod(self.dir, 0o700)
 
     def create(self, name: str = "default", kem: str = DEFAULT_KEM,
-               backend: str = "software") -> HostKey:
-        """Generate and store a new key pair; QV_ERR_EXIST if the name is taken."""
+               backend: str = "software", device: str | None = None) -> HostKey:
+        """Generate and store a new key pair; QV_ERR_EXIST if the name is taken. For
+        backend="quac100", `device` is the card's node (None: the usual search)."""
         self._check_name(name)
         if kem not in ALGORITHMS:
             raise QVError("PQC_ERR_ALGORITHM", f"unknown KEM {kem!r} (one of "
                           f"{', '.join(ALGORITHMS)})", path="kem")
-        if backend == "quac100":
-            raise QVError("QV_ERR_NOTSUP", "keys in QUAC 100 key slots are not supported yet; "
-                          "use the software backend", path="backend")
-        if backend != "software":
+        if backend not in ("software", "quac100"):
             raise QVError("PQC_ERR_BACKEND", f"unknown key backend {backend!r} (software, "
                           "quac100)", path="backend")
         self._ensure_dir()
         if (self.dir / f"{name}.json").exists():
             raise QVError("QV_ERR_EXIST", f"host key {name!r} already exists", path="name")
+        if backend == "quac100":
+            return self._create_in_slot(name, kem, device)
         pk, sk = KEM(kem).keygen()
         secret = bytearray(sk)
         del sk
         meta = HostKey(name=name, kem=kem, backend=backend, fingerprint=fingerprint(pk),
-                       created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                       created=_now())
         try:
             _atomic_write(self.dir / f"{name}.key", bytes(secret))
         finally:
@@ -206,12 +223,62 @@ class KeyStore:
                       (json.dumps(meta.to_dict(), indent=2) + "\n").encode())
         return meta
 
+    def _create_in_slot(self, name: str, kem: str, device: str | None) -> HostKey:
+        card = KeySlots(device)
+        slot, pk = card.generate(kem, label=name[:LABEL_MAX])
+        meta = HostKey(name=name, kem=kem, backend="quac100", fingerprint=fingerprint(pk),
+                       created=_now(), slot=slot, device=card.device, serial=card.serial)
+        try:
+            _atomic_write(self.dir / f"{name}.pub", pk)
+            _atomic_write(self.dir / f"{name}.json",
+                          (json.dumps(meta.to_dict(), indent=2) + "\n").encode())
+        except BaseException:
+            card.delete(slot)  # no record: the slot would be lost to everyone
+            raise
+        return meta
+
+    def card_for(self, key: HostKey) -> tuple[KeySlots, int]:
+        """The open card holding a quac100 key, checked to be the card it was made on and to
+        still hold this very public key in the slot."""
+        if key.slot is None or not key.device:
+            raise QVError("PQC_ERR_KEY", f"host key {key.name!r}: quac100 record without a "
+                          "slot or device")
+        card = KeySlots(key.device)
+        if key.serial and card.serial != key.serial:
+            raise QVError("PQC_ERR_KEY", f"host key {key.name!r} lives on the QUAC 100 card "
+                          f"{key.serial}, but {key.device} is card {card.serial}",
+                          path="device")
+        if fingerprint(card.public_key(key.slot, key.kem)) != key.fingerprint:
+            raise QVError("PQC_ERR_KEY", f"key slot {key.slot} of {key.device} no longer holds "
+                          f"host key {key.name!r}", path="slot")
+        return card, key.slot
+
+    def decaps(self, name: str, ct: bytes | bytearray) -> bytes:
+        """ML-KEM.Decaps with host key `name`: on the card for a slot key, else in software."""
+        key = self.get(name)
+        if key.backend == "quac100":
+            card, slot = self.card_for(key)
+            return card.decaps(slot, key.kem, ct)
+        kem, sk = self.load_secret_key(name)
+        try:
+            return KEM(kem, backend="software").decaps(sk, ct)
+        finally:
+            wipe(sk)
+
     def get(self, name: str) -> HostKey:
         self._check_name(name)
         path = self.dir / f"{name}.json"
         try:
             data = json.loads(path.read_text())
-            key = HostKey(**{f: str(data[f]) for f in HostKey.__dataclass_fields__})
+            fields = {f: str(data[f]) for f in ("name", "kem", "backend", "fingerprint",
+                                                 "created")}
+            slot = data.get("slot")
+            if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool)
+                                     or slot < 0):
+                raise ValueError(f"slot {slot!r} is not a slot number")
+            key = HostKey(**fields, slot=slot,
+                          device=None if data.get("device") is None else str(data["device"]),
+                          serial=None if data.get("serial") is None else str(data["serial"]))
         except FileNotFoundError:
             raise QVError("QV_ERR_NOENT", f"no host key {name!r} in {self.dir}",
                           path="name") from None
@@ -245,9 +312,14 @@ class KeyStore:
     def load_secret_key(self, name: str) -> tuple[str, bytearray]:
         """(kem, secret key) for opening a disk; wipe the bytearray after use."""
         key = self.get(name)
+        if key.backend == "quac100":
+            raise QVError("QV_ERR_NOTSUP", f"host key {name!r} lives in key slot {key.slot} "
+                          f"of the QUAC 100 card {key.device}; its secret key never leaves the "
+                          "card (EncryptedDisk.open and KeyStore.decaps use the card; this path "
+                          "needs the secret key itself and cannot use a slot key yet)")
         if key.backend != "software":
-            raise QVError("QV_ERR_NOTSUP", f"host key {name!r} lives in a {key.backend} key "
-                          "slot; such keys are not supported yet")
+            raise QVError("PQC_ERR_KEY", f"host key {name!r} has unknown backend "
+                          f"{key.backend!r}")
         path = self.dir / f"{name}.key"
         st = path.stat()
         if st.st_mode & 0o077:

@@ -34,12 +34,13 @@ def test_key_files_private_and_atomic(store: KeyStore) -> None:
     assert err.value.name == "QV_ERR_PERM"
 
 
-def test_key_store_errors(store: KeyStore) -> None:
+def test_key_store_errors(store: KeyStore, tmp_path: Path) -> None:
     for kwargs, name in (
         (dict(name="host"), "QV_ERR_EXIST"),
         (dict(name="../evil"), "QV_ERR_INVAL"),
         (dict(name="x", kem="ML-KEM-2048"), "PQC_ERR_ALGORITHM"),
-        (dict(name="x", backend="quac100"), "QV_ERR_NOTSUP"),
+        # no card at that node: a slot key cannot be made
+        (dict(name="x", backend="quac100", device=str(tmp_path / "none")), "PQC_ERR_BACKEND"),
         (dict(name="x", backend="hsm"), "PQC_ERR_BACKEND"),
     ):
         with pytest.raises(QVError) as err:
@@ -64,10 +65,13 @@ def test_keys_cli_never_prints_the_secret(home: Path, capsys: pytest.CaptureFixt
     out_file = tmp_path / "k1.pem"
     assert main(["keys", "export-public", "k1", "--output", str(out_file)]) == 0
     assert main(["keys", "create", "--name", "k1"]) == 1
-    assert main(["keys", "create", "--name", "q", "--backend", "quac100"]) == 1
+    # A slot key needs a card (tests/quac100/test_quac100_key_slots.py has one).
+    assert main(["keys", "create", "--name", "q", "--backend", "quac100",
+                 "--device", str(tmp_path / "no-such-quac100")]) == 1
     out = capsys.readouterr()
     text = out.out + out.err
-    assert "QV_ERR_EXIST" in text and "QV_ERR_NOTSUP" in text
+    assert "QV_ERR_EXIST" in text and "PQC_ERR_BACKEND" in text and "no QUAC 100 card" in text
+    assert not (home / "keys" / "q.json").exists()
     store = KeyStore(home)
     for name in ("k1", "default"):
         _, sk = store.load_secret_key(name)

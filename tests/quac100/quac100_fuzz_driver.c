@@ -100,6 +100,35 @@ int main(int argc, char **argv)
             expect(memcmp(ss, ss2, 32) == 0, "batch keypair works", rc);
         }
 
+        /* Key slots: generate, decaps by slot, export, list, delete. A shared secret from the
+         * card cannot be checked (the lying-card limit), so only codes and wiping are. */
+        uint32_t slot = 0;
+        rc = qv_quac100_slot_generate(card, kem, "fuzz", &slot, pk, pkb);
+        expect(rc == 0 || is_quac_error(rc), "slot generate code", rc);
+        if (rc != 0)
+            expect(memcmp(pk, (uint8_t[64]){0}, 64) == 0, "failed slot generate wiped", rc);
+        if (rc == 0) {
+            expect(slot < 16, "generated slot in range", rc);
+            qv_pqc_kem_encaps(sw, kem, pk, pkb, ct2, ctb, ss2, 32);
+            rc = qv_quac100_slot_decaps(card, slot, kem, ct2, ctb, ss, 32);
+            expect(rc == 0 || is_quac_error(rc), "slot decaps code", rc);
+            if (rc != 0)
+                expect(memcmp(ss, (uint8_t[32]){0}, 32) == 0, "failed slot decaps wiped", rc);
+            rc = qv_quac100_slot_public_key(card, slot, kem, pk2, pkb);
+            expect(rc == 0 || rc == PQC_ERR_KEY || is_quac_error(rc), "slot export code", rc);
+            if (rc == 0)
+                expect(memcmp(pk, pk2, pkb) == 0, "exported key is the generated one", rc);
+        }
+        qv_quac100_key_slot used[16];
+        int nused = 0;
+        rc = qv_quac100_slot_list(card, used, 16, &nused);
+        expect(rc == 0 || is_quac_error(rc), "slot list code", rc);
+        for (int i = 0; rc == 0 && i < nused && i < 16; i++) {
+            expect(used[i].slot < 16 && strlen(used[i].label) <= 32, "listed slot sane", rc);
+            int drc = qv_quac100_slot_delete(card, used[i].slot);
+            expect(drc == 0 || is_quac_error(drc), "slot delete code", drc);
+        }
+
         /* ML-DSA: keygen, sign, verify */
         rc = qv_pqc_sig_keygen(card, dsa, seed, 32, pk, spkb, sk, sskb);
         if (rc == 0) {

@@ -20,7 +20,11 @@
  * (random replies: result codes, sig_actual, output bytes, errnos); for the batch ioctls:
  * batch_max=N (GET_INFO's max_batch_size, 0 = no batches), batch_async=N (a job answers
  * "running" to the first N BATCH_STATUS polls), batch_stuck=1 (jobs never finish: only
- * BATCH_CANCEL ends them), batch_count=N (BATCH_SUBMIT and BATCH_STATUS report N items done, whatever ran). */
+ * BATCH_CANCEL ends them), batch_count=N (BATCH_SUBMIT and BATCH_STATUS report N items done, whatever ran).
+ * Key slots: SIM_KEY_SLOTS ML-KEM pairs kept in this process's memory (lost when it exits);
+ * KEY_GENERATE / EXPORT_PUBLIC / DELETE / LIST and KEM_DECAPS with QUAC100_FLAG_KEY_SLOT.
+ * slot_reply=N makes KEY_GENERATE answer slot N whatever it used, and KEY_LIST answer
+ * its entries in reverse order (a card that lies about its slots). */
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -60,7 +64,19 @@ struct faults {
     long batch_async;
     int batch_stuck;
     long batch_count; /* -1: honest */
+    long slot_reply;  /* -1: honest */
 };
+
+#define SIM_KEY_SLOTS 16
+
+/* The card's key slots: the secret keys never leave this array. */
+static struct {
+    int used;
+    __u32 algorithm;
+    char label[QUAC100_KEY_LABEL_LEN];
+    uint8_t pk[1568];
+    uint8_t sk[3168];
+} slots[SIM_KEY_SLOTS];
 
 /* The last batch job, for BATCH_STATUS and BATCH_CANCEL. */
 static struct {
@@ -82,6 +98,7 @@ static void faults_reset(void)
     faults.sig_actual = -1;
     faults.batch_max = 1024;
     faults.batch_count = -1;
+    faults.slot_reply = -1;
 }
 
 /* `key=value`; returns 0 or -1 for an unknown key. */
@@ -125,6 +142,8 @@ static int set_fault(const char *line)
         faults.batch_stuck = value != 0;
     else if (strcmp(key, "batch_count") == 0)
         faults.batch_count = (long)value;
+    else if (strcmp(key, "slot_reply") == 0)
+        faults.slot_reply = (long)value;
     else
         return -1;
     return 0;
@@ -311,12 +330,23 @@ static int op_decaps(pid_t pid, struct quac100_kem_decaps *d)
         return 0;
     }
     qv_mlkem_sizes(level, NULL, &skb, &ctb);
-    if (d->sk_size != skb || d->ct_size != ctb || d->ss_size != QV_MLKEM_SHARED_SECRET_BYTES) {
+    int by_slot = (d->flags & QUAC100_FLAG_KEY_SLOT) != 0;
+    if ((by_slot ? d->sk_size != 0 : d->sk_size != skb) || d->ct_size != ctb ||
+        d->ss_size != QV_MLKEM_SHARED_SECRET_BYTES) {
         d->result = QUAC100_RES_INVALID_KEY_SIZE;
         return 0;
     }
+    if (by_slot && (d->sk_addr >= SIM_KEY_SLOTS || !slots[d->sk_addr].used ||
+                    slots[d->sk_addr].algorithm != d->algorithm)) {
+        d->result = QUAC100_RES_INVALID_KEY;
+        return 0;
+    }
     uint8_t sk[3168], ct[1568], ss[32];
-    if (from_user(pid, sk, d->sk_addr, skb) != 0 || from_user(pid, ct, d->ct_addr, ctb) != 0)
+    if (by_slot)
+        memcpy(sk, slots[d->sk_addr].sk, skb);
+    else if (from_user(pid, sk, d->sk_addr, skb) != 0)
+        return -EFAULT;
+    if (from_user(pid, ct, d->ct_addr, ctb) != 0)
         return -EFAULT;
     int rc = qv_mlkem_decaps(level, sk, skb, ct, ctb, ss, sizeof(ss));
     memset(sk, 0, sizeof(sk));
@@ -329,6 +359,108 @@ static int op_decaps(pid_t pid, struct quac100_kem_decaps *d)
         counters.kem_decaps++;
     }
     return 0;
+}
+
+/* ---- key slots ------------------------------------------------------------------------ */
+
+static int op_key_generate(pid_t pid, struct quac100_key_generate *g)
+{
+    int level = kem_level(g->algorithm);
+    size_t pkb = 0, skb = 0;
+    if (level == 0) {
+        g->result = QUAC100_RES_INVALID_ALGORITHM;
+        return 0;
+    }
+    qv_mlkem_sizes(level, &pkb, &skb, NULL);
+    if (g->pk_size != pkb) {
+        g->result = QUAC100_RES_INVALID_KEY_SIZE;
+        return 0;
+    }
+    int i = 0;
+    while (i < SIM_KEY_SLOTS && slots[i].used)
+        i++;
+    if (i == SIM_KEY_SLOTS) {
+        g->result = QUAC100_RES_OUT_OF_MEMORY;
+        return 0;
+    }
+    if (qv_mlkem_keygen(level, slots[i].pk, pkb, slots[i].sk, skb) != 0) {
+        g->result = QUAC100_RES_KEY_GENERATION_FAILED;
+        return 0;
+    }
+    struct output outs[1] = {{slots[i].pk, g->pk_addr, pkb}};
+    if (write_outputs(pid, outs, 1) != 0) {
+        memset(slots[i].sk, 0, sizeof(slots[i].sk));
+        return -EFAULT;
+    }
+    slots[i].used = 1;
+    slots[i].algorithm = g->algorithm;
+    memcpy(slots[i].label, g->label, sizeof(slots[i].label));
+    g->slot = faults.slot_reply >= 0 ? (__u32)faults.slot_reply : (__u32)i;
+    g->result = QUAC100_OK;
+    counters.kem_keygen++;
+    return 0;
+}
+
+static int op_key_export(pid_t pid, struct quac100_key_export *e)
+{
+    if (e->slot >= SIM_KEY_SLOTS || !slots[e->slot].used) {
+        e->result = QUAC100_RES_INVALID_KEY;
+        return 0;
+    }
+    size_t pkb = 0;
+    qv_mlkem_sizes(kem_level(slots[e->slot].algorithm), &pkb, NULL, NULL);
+    e->algorithm = slots[e->slot].algorithm;
+    if (e->pk_size != pkb) {
+        e->result = QUAC100_RES_BUFFER_TOO_SMALL;
+        return 0;
+    }
+    struct output outs[1] = {{slots[e->slot].pk, e->pk_addr, pkb}};
+    if (write_outputs(pid, outs, 1) != 0)
+        return -EFAULT;
+    e->result = QUAC100_OK;
+    return 0;
+}
+
+static void op_key_delete(struct quac100_key_delete *k)
+{
+    if (k->slot >= SIM_KEY_SLOTS || !slots[k->slot].used) {
+        k->result = QUAC100_RES_INVALID_KEY;
+        return;
+    }
+    memset(&slots[k->slot], 0, sizeof(slots[k->slot]));
+    k->result = QUAC100_OK;
+}
+
+static int op_key_list(pid_t pid, struct quac100_key_list *l)
+{
+    struct quac100_key_entry e[SIM_KEY_SLOTS];
+    __u32 n = 0;
+    for (int i = 0; i < SIM_KEY_SLOTS && n < l->max_entries; i++)
+        if (slots[i].used) {
+            e[n].slot = (__u32)i;
+            e[n].algorithm = slots[i].algorithm;
+            memcpy(e[n].label, slots[i].label, sizeof(e[n].label));
+            n++;
+        }
+    if (faults.slot_reply >= 0) /* out of order: a card confused about its own slots */
+        for (__u32 i = 0; i < n / 2; i++) {
+            struct quac100_key_entry t = e[i];
+            e[i] = e[n - 1 - i];
+            e[n - 1 - i] = t;
+        }
+    if (n > 0 && to_user(pid, l->entries_addr, e, n * sizeof(e[0])) != 0)
+        return -EFAULT;
+    l->count = n;
+    l->result = QUAC100_OK;
+    return 0;
+}
+
+static __u32 slots_used(void)
+{
+    __u32 n = 0;
+    for (int i = 0; i < SIM_KEY_SLOTS; i++)
+        n += slots[i].used != 0;
+    return n;
 }
 
 /* Message and context of a SIGN / VERIFY request, fetched from the caller. */
@@ -544,6 +676,27 @@ static int garbage_plan(pid_t pid, unsigned int cmd, void *arg)
         }
         break;
     }
+    case QUAC100_IOC_KEY_GENERATE: {
+        struct quac100_key_generate *g = arg;
+        random_fill(pid, g->pk_addr, g->pk_size);
+        g->slot = (__u32)rnd();
+        g->result = result;
+        break;
+    }
+    case QUAC100_IOC_KEY_EXPORT_PUBLIC: {
+        struct quac100_key_export *e = arg;
+        random_fill(pid, e->pk_addr, e->pk_size);
+        e->algorithm = pick == 4 ? (__u32)rnd() : e->algorithm;
+        e->result = result;
+        break;
+    }
+    case QUAC100_IOC_KEY_LIST: {
+        struct quac100_key_list *l = arg;
+        random_fill(pid, l->entries_addr, (__u64)l->max_entries * sizeof(struct quac100_key_entry));
+        l->count = pick == 4 ? (__u32)rnd() : l->max_entries;
+        l->result = result;
+        break;
+    }
     default:
         return 0;
     }
@@ -754,7 +907,9 @@ static int is_crypto(unsigned int cmd)
     return cmd == QUAC100_IOC_KEM_KEYGEN || cmd == QUAC100_IOC_KEM_ENCAPS ||
            cmd == QUAC100_IOC_KEM_DECAPS || cmd == QUAC100_IOC_SIGN_KEYGEN ||
            cmd == QUAC100_IOC_SIGN || cmd == QUAC100_IOC_VERIFY ||
-           cmd == QUAC100_IOC_BATCH_SUBMIT;
+           cmd == QUAC100_IOC_BATCH_SUBMIT || cmd == QUAC100_IOC_KEY_GENERATE ||
+           cmd == QUAC100_IOC_KEY_EXPORT_PUBLIC || cmd == QUAC100_IOC_KEY_DELETE ||
+           cmd == QUAC100_IOC_KEY_LIST;
 }
 
 /* The offset of `result` in each crypto request struct, for fail_result. */
@@ -772,6 +927,14 @@ static int32_t *result_field(unsigned int cmd, void *arg)
         return &((struct quac100_sign *)arg)->result;
     case QUAC100_IOC_BATCH_SUBMIT:
         return &((struct quac100_batch_submit *)arg)->result;
+    case QUAC100_IOC_KEY_GENERATE:
+        return &((struct quac100_key_generate *)arg)->result;
+    case QUAC100_IOC_KEY_EXPORT_PUBLIC:
+        return &((struct quac100_key_export *)arg)->result;
+    case QUAC100_IOC_KEY_DELETE:
+        return &((struct quac100_key_delete *)arg)->result;
+    case QUAC100_IOC_KEY_LIST:
+        return &((struct quac100_key_list *)arg)->result;
     default:
         return &((struct quac100_verify *)arg)->result;
     }
@@ -805,6 +968,10 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
         struct quac100_counters counters;
         struct quac100_batch_submit batch;
         struct quac100_batch_status batch_status;
+        struct quac100_key_generate key_generate;
+        struct quac100_key_export key_export;
+        struct quac100_key_delete key_delete;
+        struct quac100_key_list key_list;
         __u64 u64;
     } u;
     memset(&u, 0, sizeof(u));
@@ -862,6 +1029,8 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
         u.info.status = 1;
         u.info.max_batch_size = faults.batch_max;
         u.info.max_pending_jobs = 64;
+        u.info.key_slots_total = SIM_KEY_SLOTS;
+        u.info.key_slots_used = slots_used();
         break;
     case QUAC100_IOC_GET_CAPS:
         u.u32 = QUAC100_CAP_SIMULATOR | 0x3F;
@@ -902,6 +1071,18 @@ static void sim_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
     case QUAC100_IOC_BATCH_CANCEL:
         if (u.u64 == job.id && job.status != QUAC100_BATCH_DONE)
             job.status = QUAC100_BATCH_CANCELLED;
+        break;
+    case QUAC100_IOC_KEY_GENERATE:
+        rc = op_key_generate(pid, &u.key_generate);
+        break;
+    case QUAC100_IOC_KEY_EXPORT_PUBLIC:
+        rc = op_key_export(pid, &u.key_export);
+        break;
+    case QUAC100_IOC_KEY_DELETE:
+        op_key_delete(&u.key_delete);
+        break;
+    case QUAC100_IOC_KEY_LIST:
+        rc = op_key_list(pid, &u.key_list);
         break;
     case QUAC100_IOC_DIAG_SELF_TEST:
         u.self_test.tests_passed = u.self_test.tests;

@@ -15,6 +15,12 @@
  *     the flag is caught by the host (the key does not match the seed), never trusted.
  *   - VERIFY reports an invalid signature as QUAC100_RES_VERIFICATION_FAILED; only 0 means
  *     valid.
+ *   - Key slots (0xC0-0xC5): the vendor names the operations but publishes no layouts, so the
+ *     structs below are the project's own (same rules: explicit padding, u64 buffers, int32
+ *     result + reserved at the end). A slot keeps an ML-KEM key pair on the card; the secret
+ *     key never leaves it: there is no secret-key export, and KEM_DECAPS with
+ *     QUAC100_FLAG_KEY_SLOT takes the slot number in sk_addr (sk_size 0) instead of a key.
+ *     0xC1 (import) and 0xC3 are reserved here; the project does not use them.
  */
 #ifndef QUAC100_IOCTL_H
 #define QUAC100_IOCTL_H
@@ -255,6 +261,58 @@ struct quac100_batch_status {
     __u32 reserved[5];
 };
 
+/* ---- key slots (project layout, see the top of this file) ---------------------------- */
+
+#define QUAC100_KEY_LABEL_LEN 32
+/* KEM_DECAPS flag: decapsulate with the secret key of slot sk_addr (sk_size must be 0). */
+#define QUAC100_FLAG_KEY_SLOT 0x2u
+
+/* KEY_GENERATE: a fresh ML-KEM pair into the first free slot; answers the slot number and
+ * the public key. QUAC100_RES_OUT_OF_MEMORY when every slot is used. */
+struct quac100_key_generate {
+    __u32 algorithm;
+    __u32 flags;              /* 0 */
+    __u32 slot;               /* out */
+    __u32 reserved0;
+    char label[QUAC100_KEY_LABEL_LEN]; /* NUL-padded, printable ASCII */
+    __u64 pk_addr;
+    __u64 pk_size;
+    __s32 result;
+    __u32 reserved[3];
+};
+
+/* KEY_EXPORT_PUBLIC: the public key of a used slot (QUAC100_RES_INVALID_KEY if empty). */
+struct quac100_key_export {
+    __u32 slot;
+    __u32 algorithm;          /* out: the slot's algorithm */
+    __u64 pk_addr;
+    __u64 pk_size;
+    __s32 result;
+    __u32 reserved[3];
+};
+
+/* KEY_DELETE: the card wipes the slot (QUAC100_RES_INVALID_KEY if it was empty). */
+struct quac100_key_delete {
+    __u32 slot;
+    __s32 result;
+    __u32 reserved[2];
+};
+
+/* KEY_LIST: one entry per used slot, in slot order, at most max_entries. */
+struct quac100_key_entry {
+    __u32 slot;
+    __u32 algorithm;
+    char label[QUAC100_KEY_LABEL_LEN];
+};
+
+struct quac100_key_list {
+    __u64 entries_addr;       /* struct quac100_key_entry[max_entries] */
+    __u32 max_entries;
+    __u32 count;              /* out: entries written */
+    __s32 result;
+    __u32 reserved[3];
+};
+
 struct quac100_counters {
     __u64 kem_keygen;
     __u64 kem_encaps;
@@ -283,6 +341,10 @@ struct quac100_counters {
 #define QUAC100_IOC_BATCH_SUBMIT _IOWR(QUAC100_IOC_MAGIC, 0x80, struct quac100_batch_submit)
 #define QUAC100_IOC_BATCH_STATUS _IOWR(QUAC100_IOC_MAGIC, 0x81, struct quac100_batch_status)
 #define QUAC100_IOC_BATCH_CANCEL _IOW(QUAC100_IOC_MAGIC, 0x82, __u64)
+#define QUAC100_IOC_KEY_GENERATE _IOWR(QUAC100_IOC_MAGIC, 0xC0, struct quac100_key_generate)
+#define QUAC100_IOC_KEY_EXPORT_PUBLIC _IOWR(QUAC100_IOC_MAGIC, 0xC2, struct quac100_key_export)
+#define QUAC100_IOC_KEY_DELETE _IOWR(QUAC100_IOC_MAGIC, 0xC4, struct quac100_key_delete)
+#define QUAC100_IOC_KEY_LIST _IOWR(QUAC100_IOC_MAGIC, 0xC5, struct quac100_key_list)
 #define QUAC100_IOC_DIAG_SELF_TEST _IOWR(QUAC100_IOC_MAGIC, 0xE0, struct quac100_self_test)
 #define QUAC100_IOC_DIAG_GET_HEALTH _IOR(QUAC100_IOC_MAGIC, 0xE1, struct quac100_health)
 #define QUAC100_IOC_DIAG_GET_TEMP _IOR(QUAC100_IOC_MAGIC, 0xE2, __s32)
@@ -298,6 +360,11 @@ _Static_assert(sizeof(struct quac100_verify) == 96, "quac100_verify size");
 _Static_assert(sizeof(struct quac100_random) == 40, "quac100_random size");
 _Static_assert(sizeof(struct quac100_batch_submit) == 64, "quac100_batch_submit size");
 _Static_assert(sizeof(struct quac100_batch_status) == 48, "quac100_batch_status size");
+_Static_assert(sizeof(struct quac100_key_generate) == 80, "quac100_key_generate size");
+_Static_assert(sizeof(struct quac100_key_export) == 40, "quac100_key_export size");
+_Static_assert(sizeof(struct quac100_key_delete) == 16, "quac100_key_delete size");
+_Static_assert(sizeof(struct quac100_key_entry) == 40, "quac100_key_entry size");
+_Static_assert(sizeof(struct quac100_key_list) == 32, "quac100_key_list size");
 /* Field offsets the host and the card must agree on beyond the sizes. */
 _Static_assert(__builtin_offsetof(struct quac100_kem_keygen, result) == 40, "keygen result");
 _Static_assert(__builtin_offsetof(struct quac100_kem_keygen, seed_addr) == 48, "keygen seed");
@@ -308,6 +375,9 @@ _Static_assert(__builtin_offsetof(struct quac100_sign, result) == 80, "sign resu
 _Static_assert(__builtin_offsetof(struct quac100_verify, result) == 72, "verify result");
 _Static_assert(__builtin_offsetof(struct quac100_batch_submit, result) == 40, "batch result");
 _Static_assert(__builtin_offsetof(struct quac100_batch_status, result) == 24, "status result");
+_Static_assert(__builtin_offsetof(struct quac100_key_generate, result) == 64, "keygen slot result");
+_Static_assert(__builtin_offsetof(struct quac100_key_export, result) == 24, "export result");
+_Static_assert(__builtin_offsetof(struct quac100_key_list, result) == 16, "key list result");
 _Static_assert(__builtin_offsetof(struct quac100_device_info, capabilities) == 128,
                "device_info capabilities");
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "quantavirt/disk.h"
+#include "quantavirt/pqc_backend.h"
 
 #define QV_ENCDISK_MAGIC "QVENCDSK" /* the first 8 bytes of every encrypted image */
 #define QV_ENCDISK_MAGIC_LEN 8
@@ -46,6 +47,14 @@ int qv_disk_open_encrypted(const char *path, const struct qv_disk_options *opts,
                            const uint8_t *host_dk, size_t host_dk_len, struct qv_disk **out,
                            char *errbuf, size_t errlen);
 
+/* Open an image wrapped to the ML-KEM key in QUAC 100 key slot `slot` of `card` (a quac100
+ * backend handle): the slot's public key must have the image's fingerprint (PQC_ERR_KEY
+ * otherwise) and the card decapsulates; its secret key never reaches the host. Card failures
+ * give their QUAC100_ERR_* code (QUAC100_ERR_SLOT: empty or no such slot). */
+int qv_disk_open_encrypted_slot(const char *path, const struct qv_disk_options *opts,
+                                qv_pqc_backend *card, uint32_t slot, struct qv_disk **out,
+                                char *errbuf, size_t errlen);
+
 /* Re-wrap the same data key to another host key (possibly another ML-KEM parameter set)
  * without touching any sector. The image must not be open elsewhere. */
 int qv_disk_rekey_encrypted(const char *path, const uint8_t *old_dk, size_t old_dk_len,
@@ -61,6 +70,8 @@ const char *qv_disk_encrypted_last_error(const struct qv_disk *disk);
 /* Flat wrappers for bindings and tools (bounds- and read-only-checked). */
 int qv_encdisk_open(const char *path, int readonly, int cache, const uint8_t *host_dk,
                     size_t host_dk_len, struct qv_disk **out, char *errbuf, size_t errlen);
+int qv_encdisk_open_slot(const char *path, int readonly, int cache, qv_pqc_backend *card,
+                         uint32_t slot, struct qv_disk **out, char *errbuf, size_t errlen);
 int qv_encdisk_read(struct qv_disk *disk, uint64_t offset, void *buf, size_t len);
 int qv_encdisk_write(struct qv_disk *disk, uint64_t offset, const void *buf, size_t len);
 int qv_encdisk_flush(struct qv_disk *disk);

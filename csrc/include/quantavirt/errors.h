@@ -44,6 +44,7 @@
     X(QUAC100_ERR_NOTSUP, -207, "operation not supported by the QUAC 100 card")      \
     X(QUAC100_ERR_GONE, -208, "the QUAC 100 device went away")                       \
     X(QUAC100_ERR_BUSY, -209, "the QUAC 100 card is busy")                           \
+    X(QUAC100_ERR_SLOT, -210, "no such QUAC 100 key slot, or the slot is empty")    \
     X(QV_MIG_ERR_CONNECT, -300, "cannot connect to the migration peer")              \
     X(QV_MIG_ERR_AUTH, -301, "migration peer authentication failed")                 \
     X(QV_MIG_ERR_VERSION, -302, "migration peer version mismatch")                   \

@@ -128,6 +128,30 @@ int qv_quac100_status(qv_pqc_backend *b, uint32_t *status);
 int qv_quac100_counters(qv_pqc_backend *b, uint64_t counters[10]);
 int qv_quac100_random(qv_pqc_backend *b, uint8_t *buf, size_t len);
 
+/* QUAC 100 key slots: ML-KEM key pairs whose secret key never leaves the card. Slot numbers
+ * run 0 .. key_slots_total-1 of GET_INFO; QUAC100_ERR_NOTSUP when the card has no slots,
+ * QUAC100_ERR_SLOT for a number out of range or an empty slot, QUAC100_ERR_REPLY for a
+ * reply that does not add up (slot out of range, a public key failing the FIPS 203 modulus
+ * check, a list out of order, an all-zero shared secret). */
+typedef struct qv_quac100_key_slot {
+    uint32_t slot;
+    int algorithm;
+    char label[33];
+} qv_quac100_key_slot;
+
+/* A fresh pair in the first free slot; label: up to 32 printable ASCII characters or NULL. */
+int qv_quac100_slot_generate(qv_pqc_backend *b, int alg, const char *label, uint32_t *slot,
+                             uint8_t *pk, size_t pk_len);
+/* The public key of a slot, which must hold a pair of `alg` (another algorithm: PQC_ERR_KEY). */
+int qv_quac100_slot_public_key(qv_pqc_backend *b, uint32_t slot, int alg, uint8_t *pk,
+                               size_t pk_len);
+/* ML-KEM.Decaps with the slot's secret key (KEM_DECAPS with QUAC100_FLAG_KEY_SLOT). */
+int qv_quac100_slot_decaps(qv_pqc_backend *b, uint32_t slot, int alg, const uint8_t *ct,
+                           size_t ct_len, uint8_t *ss, size_t ss_len);
+int qv_quac100_slot_delete(qv_pqc_backend *b, uint32_t slot);
+/* The used slots in slot order; *count is how many the card has (up to `max` are copied). */
+int qv_quac100_slot_list(qv_pqc_backend *b, qv_quac100_key_slot *slots, int max, int *count);
+
 /* liboqs: 0 when its shared library can be loaded; the path or soname that loaded. */
 int qv_liboqs_available(const char **where);
 

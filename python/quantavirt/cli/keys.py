@@ -1,6 +1,7 @@
 """`quantavirt keys`: host ML-KEM key pairs for encrypted disks.
 
     quantavirt keys create [--name N] [--kem ML-KEM-768] [--backend software|quac100]
+                           [--device /dev/quac100_N]
     quantavirt keys list [--json]
     quantavirt keys export-public NAME [--output FILE]
 
@@ -20,8 +21,9 @@ from quantavirt.pqc.kem import ALGORITHMS
 
 
 def _create(args: argparse.Namespace) -> int:
-    key = KeyStore().create(args.name, args.kem, args.backend)
-    print(f"Created host key {key.name} ({key.kem}, {key.backend}), fingerprint "
+    key = KeyStore().create(args.name, args.kem, args.backend, device=args.device)
+    where = f", key slot {key.slot} of {key.device}" if key.slot is not None else ""
+    print(f"Created host key {key.name} ({key.kem}, {key.backend}{where}), fingerprint "
           f"SHA3-256:{key.fingerprint}")
     return 0
 
@@ -34,9 +36,12 @@ def _list(args: argparse.Namespace) -> int:
     if not keys:
         print("No host keys.")
         return 0
-    print(f"{'NAME':<20} {'KEM':<12} {'BACKEND':<9} {'CREATED':<21} FINGERPRINT (SHA3-256)")
+    print(f"{'NAME':<20} {'KEM':<12} {'BACKEND':<9} {'SLOT':<5} {'CREATED':<21} "
+          "FINGERPRINT (SHA3-256)")
     for k in keys:
-        print(f"{k.name:<20} {k.kem:<12} {k.backend:<9} {k.created:<21} {k.fingerprint}")
+        slot = "-" if k.slot is None else str(k.slot)
+        print(f"{k.name:<20} {k.kem:<12} {k.backend:<9} {slot:<5} {k.created:<21} "
+              f"{k.fingerprint}")
     return 0
 
 
@@ -66,7 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--kem", default=DEFAULT_KEM, choices=list(ALGORITHMS),
                    help=f"ML-KEM parameter set (default {DEFAULT_KEM})")
     c.add_argument("--backend", default="software", choices=["software", "quac100"],
-                   help="where the secret key lives (quac100 key slots: not supported yet)")
+                   help="where the secret key lives: the state directory (software) or a "
+                   "QUAC 100 key slot (quac100)")
+    c.add_argument("--device", help="QUAC 100 device node for --backend quac100 (default: "
+                   "$QUANTAVIRT_QUAC100_DEVICE, else /dev/quac100_0..15)")
     c.set_defaults(handler=_create)
 
     ls = sub.add_parser("list", help="list host keys (never the secret)")
