@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from c_bench import c_bench_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_BYTES = 256 << 20
@@ -39,15 +40,7 @@ RESULTS: dict[tuple[str, str, str, int], dict[str, float]] = {}
 
 @pytest.fixture(scope="module")
 def bench_binary() -> Path:
-    build = ROOT / "build" / "c-bench-release"
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is not installed"
-    for cmd in ([cmake, "-S", str(ROOT), "-B", str(build), "-DQV_BUILD_C_TESTS=ON",
-                 "-DQV_BUILD_PYTHON=OFF", "-DQV_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"],
-                [cmake, "--build", str(build), "-j2", "--target", "bench_blk_path"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return build / "bench_blk_path"
+    return c_bench_binary("bench_blk_path")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from c_bench import c_bench_binary
 
 from quantavirt import encrypted_storage as es
 from quantavirt import storage
@@ -194,15 +194,7 @@ VIRTIO_RESULTS: dict[tuple[str, int], dict[str, float]] = {}
 
 @pytest.fixture(scope="module")
 def blk_bench() -> Path:
-    build = ROOT / "build" / "c-bench-release"
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is not installed"
-    for cmd in ([cmake, "-S", str(ROOT), "-B", str(build), "-DQV_BUILD_C_TESTS=ON",
-                 "-DQV_BUILD_PYTHON=OFF", "-DQV_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"],
-                [cmake, "--build", str(build), "-j2", "--target", "bench_blk_path"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return build / "bench_blk_path"
+    return c_bench_binary("bench_blk_path")
 
 
 @pytest.fixture(scope="module")

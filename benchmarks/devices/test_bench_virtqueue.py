@@ -9,11 +9,11 @@ Run: .venv/bin/python -m pytest benchmarks/devices -q
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from c_bench import c_bench_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 500_000
@@ -21,15 +21,7 @@ REQUESTS = 500_000
 
 @pytest.fixture(scope="module")
 def bench_binary() -> Path:
-    build = ROOT / "build" / "c-bench-release"
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is not installed"
-    for cmd in ([cmake, "-S", str(ROOT), "-B", str(build), "-DQV_BUILD_C_TESTS=ON",
-                 "-DQV_BUILD_PYTHON=OFF", "-DQV_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"],
-                [cmake, "--build", str(build), "-j2", "--target", "bench_virtqueue"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return build / "bench_virtqueue"
+    return c_bench_binary("bench_virtqueue")
 
 
 def _run(binary: Path) -> dict[str, float]:

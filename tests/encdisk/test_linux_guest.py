@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from console_run import run_until
+from ext4 import superblock
 
 from quantavirt.config import load_file
 from quantavirt.vm import VM
@@ -50,17 +51,6 @@ def cli(home: Path, *args: str) -> str:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"quantavirt {' '.join(args)}: {out.stdout}{out.stderr}"
     return out.stdout
-
-
-def superblock(path: Path) -> dict[str, str]:
-    out = subprocess.run(["dumpe2fs", "-h", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    fields = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            fields[k.strip()] = v.strip()
-    return fields
 
 
 def make_ext4(path: Path, tmp: Path) -> None:

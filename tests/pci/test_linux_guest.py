@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from console_run import run_until
+from ext4 import superblock
 
 from quantavirt.errors import QVError
 from quantavirt.vm import VM
@@ -62,17 +63,6 @@ def make_partitioned_raw(path: Path) -> None:
     with open(path, "wb") as f:
         f.write(mbr)
         f.truncate(16 << 20)
-
-
-def superblock(path: Path) -> dict[str, str]:
-    out = subprocess.run(["dumpe2fs", "-h", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    fields = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            fields[k.strip()] = v.strip()
-    return fields
 
 
 def to_raw(image: Path, fmt: str, tmp: Path) -> Path:
