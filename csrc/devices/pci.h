@@ -29,6 +29,10 @@ struct qv_pci_function_ops {
     int (*memory_enabled)(void *dev);
 };
 
+/* The virtio-pci transport (struct qv_virtio_pci *) as a function on the bridge
+ * (devices/virtio_pci.c). */
+extern const struct qv_pci_function_ops qv_virtio_pci_function_ops;
+
 /* A function's BAR was unmapped (old != 0) and/or mapped at new_addr (!= 0). Called with the
  * bridge's configuration lock held; must not call back into the bridge. */
 typedef void (*qv_pci_map_fn)(void *opaque, unsigned slot, uint64_t old_addr, uint64_t new_addr);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/pci.h"
 #include "quantavirt/errors.h"
 
 /* PCI configuration-space offsets */
@@ -857,3 +858,39 @@ void qv_virtio_pci_free(struct qv_virtio_pci *pci)
     pthread_mutex_destroy(&pci->lock);
     free(pci);
 }
+
+/* --- the transport as a PCI function ---------------------------------------------------- */
+
+static uint32_t v_cfg_read(void *d, uint32_t off, unsigned size)
+{
+    return qv_virtio_pci_config_read(d, off, size);
+}
+
+static void v_cfg_write(void *d, uint32_t off, unsigned size, uint32_t v)
+{
+    qv_virtio_pci_config_write(d, off, size, v);
+}
+
+static uint64_t v_bar_read(void *d, uint64_t off, unsigned size)
+{
+    return qv_virtio_pci_bar_read(d, off, size);
+}
+
+static void v_bar_write(void *d, uint64_t off, unsigned size, uint64_t v)
+{
+    qv_virtio_pci_bar_write(d, off, size, v);
+}
+
+static uint64_t v_bar_address(void *d)
+{
+    return qv_virtio_pci_bar_address(d);
+}
+
+static int v_memory_enabled(void *d)
+{
+    return qv_virtio_pci_memory_enabled(d);
+}
+
+const struct qv_pci_function_ops qv_virtio_pci_function_ops = {
+    .config_read = v_cfg_read, .config_write = v_cfg_write, .bar_read = v_bar_read,
+    .bar_write = v_bar_write, .bar_address = v_bar_address, .memory_enabled = v_memory_enabled};

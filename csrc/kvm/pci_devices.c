@@ -96,7 +96,6 @@ struct qv_vm_pci {
     uint32_t intx_asserted[QV_PCI_INTX_GSIS];
 };
 
-static const struct qv_pci_function_ops virtio_ops; /* below */
 
 /* --- interrupts and kicks ------------------------------------------------------------- */
 
@@ -521,7 +520,8 @@ static int add_fn(struct qv_vm *vm, int kind, void *model, struct qv_virtio_devi
             rc = QV_ERR_NOMEM;
     }
     if (!rc)
-        rc = qv_pci_host_add(p->host, &virtio_ops, f->pci, QV_VIRTIO_PCI_BAR_SIZE, &f->slot);
+        rc = qv_pci_host_add(p->host, &qv_virtio_pci_function_ops, f->pci,
+                             QV_VIRTIO_PCI_BAR_SIZE, &f->slot);
     if (rc) {
         qv_virtio_pci_free(f->pci);
         for (unsigned q = 0; q < f->nq; q++)
@@ -694,38 +694,3 @@ int qv_vm_balloon_info(struct qv_vm *vm, uint32_t *actual_pages,
     return QV_SUCCESS;
 }
 
-/* --- the transport as a PCI function ---------------------------------------------------- */
-
-static uint32_t v_cfg_read(void *d, uint32_t off, unsigned size)
-{
-    return qv_virtio_pci_config_read(d, off, size);
-}
-
-static void v_cfg_write(void *d, uint32_t off, unsigned size, uint32_t v)
-{
-    qv_virtio_pci_config_write(d, off, size, v);
-}
-
-static uint64_t v_bar_read(void *d, uint64_t off, unsigned size)
-{
-    return qv_virtio_pci_bar_read(d, off, size);
-}
-
-static void v_bar_write(void *d, uint64_t off, unsigned size, uint64_t v)
-{
-    qv_virtio_pci_bar_write(d, off, size, v);
-}
-
-static uint64_t v_bar_address(void *d)
-{
-    return qv_virtio_pci_bar_address(d);
-}
-
-static int v_memory_enabled(void *d)
-{
-    return qv_virtio_pci_memory_enabled(d);
-}
-
-static const struct qv_pci_function_ops virtio_ops = {
-    .config_read = v_cfg_read, .config_write = v_cfg_write, .bar_read = v_bar_read,
-    .bar_write = v_bar_write, .bar_address = v_bar_address, .memory_enabled = v_memory_enabled};

@@ -42,33 +42,6 @@ static void on_map(void *opaque, unsigned slot, uint64_t old_addr, uint64_t new_
     map_calls++;
 }
 
-static uint32_t f_cfg_read(void *d, uint32_t off, unsigned size)
-{
-    return qv_virtio_pci_config_read(d, off, size);
-}
-static void f_cfg_write(void *d, uint32_t off, unsigned size, uint32_t v)
-{
-    qv_virtio_pci_config_write(d, off, size, v);
-}
-static uint64_t f_bar_read(void *d, uint64_t off, unsigned size)
-{
-    return qv_virtio_pci_bar_read(d, off, size);
-}
-static void f_bar_write(void *d, uint64_t off, unsigned size, uint64_t v)
-{
-    qv_virtio_pci_bar_write(d, off, size, v);
-}
-static uint64_t f_bar_address(void *d)
-{
-    return qv_virtio_pci_bar_address(d);
-}
-static int f_memory_enabled(void *d)
-{
-    return qv_virtio_pci_memory_enabled(d);
-}
-static const struct qv_pci_function_ops fops = {
-    .config_read = f_cfg_read, .config_write = f_cfg_write, .bar_read = f_bar_read,
-    .bar_write = f_bar_write, .bar_address = f_bar_address, .memory_enabled = f_memory_enabled};
 
 static const unsigned widths[] = {0, 1, 2, 3, 4, 5, 8};
 
@@ -159,7 +132,7 @@ int main(int argc, char **argv)
     CHECK(fn[0] && fn[1]);
     unsigned slot[2];
     for (unsigned i = 0; i < 2; i++)
-        CHECK(qv_pci_host_add(h, &fops, fn[i], BAR_SIZE, &slot[i]) == 0);
+        CHECK(qv_pci_host_add(h, &qv_virtio_pci_function_ops, fn[i], BAR_SIZE, &slot[i]) == 0);
 
     /* BAR sizing, then a placement, through the real configuration path */
     for (unsigned i = 0; i < 2; i++) {
