@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from console_run import run_until
 
 from quantavirt.vm import VM
 
@@ -34,20 +34,9 @@ def test_linux_root_over_intx(guest_kernel_dir: Path, tmp_path: Path, record_pro
               "console": {"type": "serial"},
               "boot": {"kernel": str(guest_kernel_dir / "vmlinux"),
                        "cmdline": "console=ttyS0 root=/dev/vda rw pci=nomsi panic=-1"}}
-    out = bytearray()
-    t0 = time.monotonic()
     with VM(config, log_path=str(tmp_path / "vm.log")) as vm:
-        vm.start()
-        while vm.wait(0.5) is None and time.monotonic() - t0 < 1200:
-            while chunk := vm.console.read(0):
-                out += chunk
-            if MOUNTED.search(out) and b"Kernel panic" in out:
-                break
-        if vm.state == "RUNNING":
-            vm.stop()
-        while chunk := vm.console.read(0.2):
-            out += chunk
-        wall = time.monotonic() - t0
+        out, wall = run_until(vm, lambda o: bool(MOUNTED.search(o)) and b"Kernel panic" in o,
+                              1200)
         info = vm.machine.virtio_info(0)
         disk = vm.stats().disks[0]
     text = out.decode(errors="replace")
